@@ -1,0 +1,1 @@
+"""MNIST → digit classifier, one module per DVC stage (see dvc.yaml)."""

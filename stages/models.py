@@ -1,0 +1,42 @@
+"""The three models params.yaml can choose, and the loss that goes with each.
+
+Two classes (mnist_sample, threes vs sevens) get one output and the teaching
+material's sigmoid `mnist_loss`; more classes get one output per class and
+cross-entropy.
+"""
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+
+def conv(ni: int, nf: int, ks: int = 3) -> nn.Sequential:
+    """Stride-2 convolution: halves the grid, so the whole net stays cheap on a CPU."""
+    return nn.Sequential(nn.Conv2d(ni, nf, ks, stride=2, padding=ks // 2, bias=False), nn.BatchNorm2d(nf), nn.ReLU())
+
+
+def build_model(name: str, n_classes: int) -> nn.Module:
+    n_out = 1 if n_classes == 2 else n_classes
+    if name == "linear":
+        return nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, n_out))
+    if name == "mlp":
+        return nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 256), nn.ReLU(), nn.Linear(256, n_out))
+    if name == "cnn":  # 28 -> 14 -> 7 -> 4 -> 2 -> 1
+        return nn.Sequential(
+            conv(1, 16, ks=5), conv(16, 32), conv(32, 64), conv(64, 128),
+            nn.Conv2d(128, n_out, 3, stride=2, padding=1), nn.Flatten(),
+        )
+    raise ValueError(f"unknown model {name!r}")
+
+
+def mnist_loss(preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The teaching material's loss: how far the sigmoid is from the right side."""
+    preds = preds.sigmoid().squeeze(1)
+    return torch.where(targets == 1, 1 - preds, preds).mean()
+
+
+def loss_fn(preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return mnist_loss(preds, targets) if preds.shape[1] == 1 else F.cross_entropy(preds, targets)
+
+
+def predict_labels(preds: torch.Tensor) -> torch.Tensor:
+    return (preds.squeeze(1) > 0).long() if preds.shape[1] == 1 else preds.argmax(1)

@@ -1,0 +1,137 @@
+"""params.yaml, read once into frozen, typed, validated objects.
+
+One dataclass per section; a section is named like the dvc.yaml stage that
+reads it. Unknown keys, wrong types and out-of-range values fail before any
+work starts, with a message that names the key and what is allowed.
+"""
+import difflib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from stages.cli import StageError
+
+DATASETS = ("mnist", "mnist_sample")
+MODELS = ("linear", "mlp", "cnn")
+SCHEDULES = ("one_cycle", "constant")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class Download:
+    dataset: str
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    valid_pct: float
+    seed: int
+
+
+@dataclass(frozen=True)
+class Train:
+    model: str
+    epochs: int
+    batch_size: int
+    lr: float
+    schedule: str
+    momentum: float
+    weight_decay: float
+    seed: int
+    device: str
+    nproc: int
+
+
+@dataclass(frozen=True)
+class Evaluate:
+    batch_size: int
+    worst: int
+
+
+@dataclass(frozen=True)
+class Params:
+    download: Download
+    preprocess: Preprocess
+    train: Train
+    evaluate: Evaluate
+
+
+def _one_of(choices: tuple) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: v in choices), "one of " + ", ".join(choices)
+
+
+# key -> (check, what is allowed). Types come from the dataclasses above.
+RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "download.dataset": _one_of(DATASETS),
+    "preprocess.valid_pct": (lambda v: 0 < v < 1, "a number strictly between 0 and 1"),
+    "preprocess.seed": (lambda v: v >= 0, "an integer >= 0"),
+    "train.model": _one_of(MODELS),
+    "train.epochs": (lambda v: v >= 1, "an integer >= 1"),
+    "train.batch_size": (lambda v: v >= 1, "an integer >= 1"),
+    "train.lr": (lambda v: v > 0, "a number > 0"),
+    "train.schedule": _one_of(SCHEDULES),
+    "train.momentum": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "train.weight_decay": (lambda v: v >= 0, "a number >= 0"),
+    "train.seed": (lambda v: v >= 0, "an integer >= 0"),
+    "train.device": _one_of(DEVICES),
+    "train.nproc": (lambda v: v >= 1, "an integer >= 1"),
+    "evaluate.batch_size": (lambda v: v >= 1, "an integer >= 1"),
+    "evaluate.worst": (lambda v: v >= 1, "an integer >= 1"),
+}
+
+
+def _unknown(key: str, known: list[str]) -> StageError:
+    close = difflib.get_close_matches(key.rsplit(".", 1)[-1], known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return StageError(f"params.yaml: unknown key {key!r}{hint} (allowed: {', '.join(known)})")
+
+
+def _typed(key: str, value: Any, kind: type) -> Any:
+    # bool is an int in Python; `epochs: true` is still a mistake.
+    ok = isinstance(value, kind) and not isinstance(value, bool)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value, ok = float(value), True
+    if not ok:
+        raise StageError(f"params.yaml: {key} = {value!r} must be of type {kind.__name__}")
+    check, allowed = RULES[key]
+    if not check(value):
+        raise StageError(f"params.yaml: {key} = {value!r} is out of range; allowed: {allowed}")
+    return value
+
+
+def _section(name: str, cls: type, raw: Any) -> Any:
+    if not isinstance(raw, dict):
+        raise StageError(f"params.yaml: section {name!r} must be a mapping of keys to values")
+    names = [f.name for f in fields(cls)]
+    for key in raw:
+        if key not in names:
+            raise _unknown(f"{name}.{key}", names)
+    missing = [k for k in names if k not in raw]
+    if missing:
+        raise StageError(f"params.yaml: missing key {name}.{missing[0]}")
+    return cls(**{f.name: _typed(f"{name}.{f.name}", raw[f.name], f.type) for f in fields(cls)})
+
+
+def parse_params(raw: Any) -> Params:
+    if not isinstance(raw, dict):
+        raise StageError("params.yaml: must be a mapping of sections")
+    sections = {f.name: f.type for f in fields(Params)}
+    for name in raw:
+        if name not in sections:
+            raise _unknown(name, list(sections))
+    missing = [s for s in sections if s not in raw]
+    if missing:
+        raise StageError(f"params.yaml: missing section {missing[0]!r}")
+    return Params(**{name: _section(name, cls, raw[name]) for name, cls in sections.items()})
+
+
+def load_params(path: Path = Path("params.yaml")) -> Params:
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise StageError(f"{path}: not found; run from the repository root") from None
+    except yaml.YAMLError as e:
+        raise StageError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    return parse_params(raw)

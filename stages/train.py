@@ -1,0 +1,159 @@
+"""train: the teaching material's seven steps, with a hand-written SGD update.
+
+Reads:  PREPARED/{train,valid}.pt (from preprocess); params train.*.
+Writes: MODEL (weights, class names and input normalisation) and LIVE, a
+        dvclive folder with per-epoch train/valid loss and valid accuracy.
+
+Runs as one process, or as several under torchrun: each rank then trains on
+its share of every global batch and gradients are summed across ranks before
+the update, so all ranks hold the same weights; rank 0 writes the outputs.
+"""
+import argparse
+import math
+import os
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+
+from stages.cli import StageError, run
+from stages.files import atomic_dir, load_tensors, save_tensors
+from stages.models import build_model, loss_fn, predict_labels
+from stages.params import Train, load_params
+
+
+def pick_device(setting: str) -> torch.device:
+    if setting == "cuda" and not torch.cuda.is_available():
+        raise StageError("params.yaml: train.device = 'cuda' but no CUDA GPU is available; allowed here: auto, cpu")
+    if setting == "auto":
+        setting = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(setting)
+
+
+def one_cycle(progress: float, lr_max: float, warmup: float = 0.25) -> float:
+    """Learning rate at `progress` in [0, 1]: cosine up from lr_max/25, then cosine down to ~0."""
+    if progress < warmup:
+        return lr_max * (0.04 + 0.96 * (1 - math.cos(math.pi * progress / warmup)) / 2)
+    return lr_max * (1 + math.cos(math.pi * (progress - warmup) / (1 - warmup))) / 2
+
+
+@torch.no_grad()
+def sgd_step(params: list[torch.Tensor], velocity: list[torch.Tensor], lr: float,
+             momentum: float = 0.0, weight_decay: float = 0.0) -> None:
+    """Step 5. With momentum 0 and no weight decay, `v` is just the gradient."""
+    for p, v in zip(params, velocity):
+        v.mul_(momentum).add_(p.grad + weight_decay * p.data)
+        p.data -= lr * v
+        p.grad = None
+
+
+def train_step(predict: Callable[[torch.Tensor], torch.Tensor], loss_fn: Callable, xb: torch.Tensor,
+               yb: torch.Tensor, params: list[torch.Tensor], velocity: list[torch.Tensor], lr: float,
+               momentum: float = 0.0, weight_decay: float = 0.0, share: float = 1.0) -> torch.Tensor:
+    """Steps 2 to 5 on one batch. `share` is this rank's part of the global batch."""
+    preds = predict(xb)                     # 2. predict
+    loss = loss_fn(preds, yb)               # 3. compute the loss
+    (loss * share).backward()               # 4. compute the gradients
+    if dist.is_initialized():               #    ... summed over ranks: the global batch's gradient
+        for p in params:
+            dist.all_reduce(p.grad)
+    sgd_step(params, velocity, lr, momentum, weight_decay)  # 5. step the weights
+    return loss.detach()
+
+
+def normalise(x: torch.Tensor, mean: float, std: float) -> torch.Tensor:
+    """uint8 N×28×28 -> float N×1×28×28; done per batch so the dataset stays uint8."""
+    return ((x.float() / 255 - mean) / std).unsqueeze(1)
+
+
+@torch.no_grad()
+def validate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, mean: float, std: float,
+             batch_size: int = 1000) -> tuple[float, float, torch.Tensor]:
+    """Mean loss, accuracy and predicted labels over (x, y)."""
+    model.eval()
+    total, labels = 0.0, []
+    for i in range(0, len(y), batch_size):
+        preds = model(normalise(x[i : i + batch_size], mean, std))
+        total += loss_fn(preds, y[i : i + batch_size]).item() * len(preds)
+        labels.append(predict_labels(preds))
+    labels = torch.cat(labels)
+    return total / len(y), (labels == y).float().mean().item(), labels
+
+
+def fit(cfg: Train, train: dict, valid: dict, device: torch.device,
+        log: Callable[[int, dict], None] = lambda epoch, row: None) -> tuple[torch.nn.Module, dict]:
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    torch.manual_seed(cfg.seed)
+    x, y = train["x"].to(device), train["y"].to(device)
+    vx, vy = valid["x"].to(device), valid["y"].to(device)
+    # Scalars, so they travel with the weights and evaluate normalises the same way.
+    mean, std = (x.float() / 255).mean().item(), (x.float() / 255).std().item()
+    model = build_model(cfg.model, len(train["classes"])).to(device)  # 1. initialise the weights
+    params = list(model.parameters())
+    velocity = [torch.zeros_like(p) for p in params]
+    order = torch.Generator().manual_seed(cfg.seed)
+    steps = cfg.epochs * math.ceil(len(y) / cfg.batch_size)
+    step = 0
+    for epoch in range(cfg.epochs):                                   # 6. repeat
+        model.train()
+        total = torch.zeros((), device=device)
+        for batch in torch.randperm(len(y), generator=order).split(cfg.batch_size):
+            shard = batch[rank::world].to(device)
+            lr = one_cycle(step / steps, cfg.lr) if cfg.schedule == "one_cycle" else cfg.lr
+            loss = train_step(model, loss_fn, normalise(x[shard], mean, std), y[shard], params, velocity,
+                              lr, cfg.momentum, cfg.weight_decay, share=len(shard) / len(batch))
+            if not torch.isfinite(loss):
+                raise StageError(f"training diverged at epoch {epoch + 1}, step {step + 1}: loss is "
+                                 f"{loss.item()}; lower train.lr (now {cfg.lr})")
+            total += loss * len(shard)
+            step += 1
+        valid_loss, valid_acc, _ = validate(model, vx, vy, mean, std)
+        row = {"train_loss": total.item() / len(y) * world, "valid_loss": valid_loss, "valid_accuracy": valid_acc}
+        log(epoch, row)
+    # 7. stop
+    checkpoint = {"model": cfg.model, "classes": train["classes"], "mean": mean, "std": std,
+                  "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}}
+    return model, checkpoint
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prepared", type=Path, required=True)
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--live", type=Path, required=True)
+    args = parser.parse_args()
+    cfg = load_params().train
+    device = pick_device(cfg.device)
+    train, valid = load_tensors(args.prepared / "train.pt"), load_tensors(args.prepared / "valid.pt")
+    if "WORLD_SIZE" in os.environ:  # started by torchrun
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+    writer = dist.get_rank() == 0 if dist.is_initialized() else True
+    from dvclive import Live
+
+    with atomic_dir(args.live) if writer else nullcontext() as staging:
+        live = Live(str(staging), save_dvc_exp=False, dvcyaml=None) if writer else None
+
+        def log(epoch: int, row: dict) -> None:
+            print(f"epoch {epoch + 1}/{cfg.epochs} " + " ".join(f"{k} {v:.4f}" for k, v in row.items()), flush=True)
+            if live:
+                for name, value in row.items():
+                    live.log_metric(name, value)
+                live.next_step()
+
+        if live:
+            live.log_params({**vars(cfg), "device_used": device.type})
+        _, checkpoint = fit(cfg, train, valid, device, log)
+        if live:
+            live.end()
+        if writer:
+            save_tensors(args.model, checkpoint)
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    run(main)

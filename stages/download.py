@@ -14,13 +14,17 @@ import shutil
 import socket
 import tarfile
 import tempfile
+import warnings
 import zlib
 from pathlib import Path
 from urllib.parse import urlparse
 
-from fastai.data.external import URLs, untar_data
-from fastai.data.transforms import get_image_files
-from fastdownload import download_url
+# fastai 2.8 calls torch.jit.script at import, which torch 2.14 warns about on
+# every run; it is noise to the user of this stage.
+warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
+from fastai.data.external import URLs, untar_data  # noqa: E402
+from fastai.data.transforms import get_image_files  # noqa: E402
+from fastdownload import download_url  # noqa: E402
 
 from stages.cli import StageError, run
 from stages.files import atomic_dir, write_json
@@ -68,6 +72,8 @@ def check_archive(archive: Path) -> None:
     try:
         with tarfile.open(archive) as tar:
             for member in tar:
+                if member.name.startswith(("/", "\\")):  # data_filter would quietly strip it
+                    raise tarfile.AbsolutePathError(member)
                 tarfile.data_filter(member, root)
     except tarfile.FilterError as e:
         raise StageError(f"{archive.name}: unsafe member refused: {e}") from None
@@ -117,7 +123,7 @@ def download(dataset: str, out: Path, mirror: str | None) -> dict:
                 tempfile.tempdir = None
                 shutil.rmtree(scratch, ignore_errors=True)
                 Path(f"{archive}.lock").unlink(missing_ok=True)  # fastdownload's lock file
-            splits = SPLITS[dataset]  # (train, test) order; JSON keys get sorted
+            splits = list(SPLITS[dataset])  # (train, test) order; JSON keys get sorted
             manifest = {"dataset": dataset, "archive": archive.name, "splits": splits, "images": images}
             write_json(staging / "images.json", manifest)
         return manifest

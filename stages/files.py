@@ -4,6 +4,7 @@ Outputs are written to a temporary file beside the target and moved into place
 with os.replace, so a killed stage never leaves a half-written output where DVC
 or a later stage would pick it up.
 """
+import io
 import json
 import os
 import shutil
@@ -59,8 +60,12 @@ def write_text(path: Path, text: str) -> None:
 
 
 def save_tensors(path: Path, obj: dict) -> None:
+    # Through a buffer: torch.save names the zip's records after the file, and
+    # the temporary file's random name would make every run's bytes differ.
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        tmp.write_bytes(buffer.getvalue())
 
 
 def load_tensors(path: Path) -> dict:

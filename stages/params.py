@@ -83,7 +83,9 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 
 
 def _unknown(key: str, known: list[str]) -> StageError:
-    close = difflib.get_close_matches(key.rsplit(".", 1)[-1], known, n=1)
+    name = key.rsplit(".", 1)[-1]
+    initials = "".join(word[:1] for word in name.split("_"))  # learning_rate -> lr
+    close = difflib.get_close_matches(name, known, n=1) or [k for k in known if k == initials]
     hint = f"; did you mean {close[0]!r}?" if close else ""
     return StageError(f"params.yaml: unknown key {key!r}{hint} (allowed: {', '.join(known)})")
 

@@ -63,6 +63,12 @@ def train_step(predict: Callable[[torch.Tensor], torch.Tensor], loss_fn: Callabl
     return loss.detach()
 
 
+def check_finite(value: float, what: str, epoch: int, step: int, lr: float) -> None:
+    if not math.isfinite(value):
+        raise StageError(f"training diverged at epoch {epoch + 1}, step {step}: {what} is {value}; "
+                         f"lower train.lr (now {lr})")
+
+
 def normalise(x: torch.Tensor, mean: float, std: float) -> torch.Tensor:
     """uint8 N×28×28 -> float N×1×28×28; done per batch so the dataset stays uint8."""
     return ((x.float() / 255 - mean) / std).unsqueeze(1)
@@ -104,12 +110,11 @@ def fit(cfg: Train, train: dict, valid: dict, device: torch.device,
             lr = one_cycle(step / steps, cfg.lr) if cfg.schedule == "one_cycle" else cfg.lr
             loss = train_step(model, loss_fn, normalise(x[shard], mean, std), y[shard], params, velocity,
                               lr, cfg.momentum, cfg.weight_decay, share=len(shard) / len(batch))
-            if not torch.isfinite(loss):
-                raise StageError(f"training diverged at epoch {epoch + 1}, step {step + 1}: loss is "
-                                 f"{loss.item()}; lower train.lr (now {cfg.lr})")
-            total += loss * len(shard)
             step += 1
+            check_finite(loss.item(), "loss", epoch, step, cfg.lr)
+            total += loss * len(shard)
         valid_loss, valid_acc, _ = validate(model, vx, vy, mean, std)
+        check_finite(valid_loss, "validation loss", epoch, step, cfg.lr)
         row = {"train_loss": total.item() / len(y) * world, "valid_loss": valid_loss, "valid_accuracy": valid_acc}
         log(epoch, row)
     # 7. stop

@@ -1,0 +1,94 @@
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from conftest import make_archive, png_bytes, digit
+from stages import download as dl
+from stages.cli import StageError
+
+
+def test_download_from_mirror_lists_images_like_fastai(tmp_path):
+    mirror = tmp_path / "mirror"
+    make_archive(mirror / "mnist_png.tgz", extra={"mnist_png/training/0/README.txt": b"not an image"})
+    out = tmp_path / "data" / "download"
+    manifest = dl.download("mnist", out, str(mirror))
+    assert sorted(p.name for p in out.iterdir()) == ["images.json", "mnist_png.tgz"]
+    assert json.loads((out / "images.json").read_text()) == manifest
+    assert manifest["splits"] == ["training", "testing"]
+    assert {s: sorted(c) for s, c in manifest["images"].items()} == {"training": ["0", "1", "2"], "testing": ["0", "1", "2"]}
+    assert len(manifest["images"]["training"]["0"]) == 12  # README.txt ignored, as get_image_files would
+    assert all(p.endswith(".png") for c in manifest["images"]["training"].values() for p in c)
+    assert not list(tmp_path.glob("data/*.partial")) and not list(tmp_path.glob("data/*.extract"))
+
+
+def test_mirror_errors_name_the_problem(tmp_path):
+    with pytest.raises(StageError, match=r"MNIST_MIRROR=.*nope: no such directory"):
+        dl.source_url("mnist", str(tmp_path / "nope"))
+    with pytest.raises(StageError, match=r"MNIST_MIRROR=.*: has no mnist_sample.tgz"):
+        dl.source_url("mnist_sample", str(tmp_path))
+    assert dl.source_url("mnist", "https://example.org/mirror/") == "https://example.org/mirror/mnist_png.tgz"
+    assert dl.source_url("mnist", None) == dl.URLs.MNIST
+
+
+def test_offline_without_mirror_fails_fast_naming_url_and_mirror(tmp_path, monkeypatch):
+    url = "https://host.invalid/fastai/mnist_png.tgz"  # .invalid never resolves
+    monkeypatch.setitem(dl.URL, "mnist", url)
+    with pytest.raises(StageError, match=r"cannot reach https://host.invalid/fastai/mnist_png.tgz.*MNIST_MIRROR"):
+        dl.download("mnist", tmp_path / "out", None)
+    assert not (tmp_path / "out").exists()
+
+
+def unsafe_member(kind: str, tmp_path: Path) -> tarfile.TarInfo:
+    info = tarfile.TarInfo({"dotdot": "mnist_png/../../evil.txt", "absolute": str(tmp_path / "evil.txt")}.get(kind, "mnist_png/training/0/evil.png"))
+    if kind == "symlink":
+        info.type, info.linkname = tarfile.SYMTYPE, str(tmp_path / "evil.txt")
+    if kind == "relsymlink":
+        info.type, info.linkname = tarfile.SYMTYPE, "../../../../evil.txt"
+    if kind == "hardlink":
+        info.type, info.linkname = tarfile.LNKTYPE, "../../../../evil.txt"
+    return info
+
+
+@pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink", "relsymlink", "hardlink"])
+def test_unsafe_archive_is_refused_before_anything_is_written(tmp_path, kind):
+    mirror = tmp_path / "mirror"
+    good = make_archive(mirror / "mnist_png.tgz")
+    with tarfile.open(good) as src:
+        members = [(m, src.extractfile(m).read()) for m in src]
+    evil = unsafe_member(kind, tmp_path)
+    with tarfile.open(good, "w:gz") as tar:
+        tar.addfile(evil, io.BytesIO(b"pwned") if evil.isfile() else None)
+        for m, data in members:
+            tar.addfile(m, io.BytesIO(data))
+    out = tmp_path / "work" / "data" / "download"
+    out.mkdir(parents=True)
+    (out / "previous.txt").write_text("good")
+    with pytest.raises(StageError, match="unsafe member refused"):
+        dl.download("mnist", out, str(mirror))
+    assert not list(tmp_path.rglob("evil*"))
+    assert (out / "previous.txt").read_text() == "good"  # previous output untouched
+    assert sorted(p.name for p in out.parent.iterdir()) == ["download"]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not_gzip"])
+def test_broken_archive_is_refused(tmp_path, damage):
+    archive = make_archive(tmp_path / "mirror" / "mnist_png.tgz")
+    data = archive.read_bytes()
+    archive.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"<html>404</html>" * 50)
+    with pytest.raises(StageError, match="mnist_png.tgz: truncated or not a gzip/tar archive"):
+        dl.download("mnist", tmp_path / "out", str(tmp_path / "mirror"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_split_and_empty_class_are_named(tmp_path):
+    make_archive(tmp_path / "m1" / "mnist_png.tgz", skip={"mnist_png/testing/"})
+    with pytest.raises(StageError, match="mnist_png/testing: split folder missing"):
+        dl.download("mnist", tmp_path / "out", str(tmp_path / "m1"))
+    make_archive(tmp_path / "m2" / "mnist_png.tgz", skip={"mnist_png/testing/2/"},
+                 extra={"mnist_png/testing/2/notes.txt": b"no images here"})
+    with pytest.raises(StageError, match="mnist_png/testing/2: class folder has no images"):
+        dl.download("mnist", tmp_path / "out", str(tmp_path / "m2"))
+    assert not (tmp_path / "out").exists()

@@ -132,7 +132,7 @@ def dvc_timings(repeats: int) -> dict:
     noop = [timed([dvc, "repro"], ROOT, env) for _ in range(repeats)]
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / "repo"
-        shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".venv", "cache", "tmp"))
+        shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".venv", "tmp"))
         params = (copy / "params.yaml").read_text()
         (copy / "params.yaml").write_text(params.replace("  lr: ", "  lr: 0.05 # ", 1))
         changed = timed([dvc, "repro"], copy, env)
@@ -208,6 +208,8 @@ def main() -> None:
 
     from stages.params import load_params
 
+    if os.environ.get("MNIST_MIRROR", "").startswith("."):  # the copy below runs elsewhere
+        os.environ["MNIST_MIRROR"] = str(Path(os.environ["MNIST_MIRROR"]).resolve())
     epochs = args.epochs or load_params(ROOT / "params.yaml").train.epochs
     download, prepared = ROOT / "data" / "download", ROOT / "data" / "prepared"
     if not (prepared / "train.pt").exists() or load_params(ROOT / "params.yaml").download.dataset != "mnist":

@@ -51,11 +51,18 @@ class Evaluate:
 
 
 @dataclass(frozen=True)
+class Validate:
+    min_accuracy: float
+    max_drop: float
+
+
+@dataclass(frozen=True)
 class Params:
     download: Download
     preprocess: Preprocess
     train: Train
     evaluate: Evaluate
+    validate: Validate
 
 
 def _one_of(choices: tuple) -> tuple[Callable[[Any], bool], str]:
@@ -79,6 +86,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "train.nproc": (lambda v: v >= 1, "an integer >= 1"),
     "evaluate.batch_size": (lambda v: v >= 1, "an integer >= 1"),
     "evaluate.worst": (lambda v: v >= 1, "an integer >= 1"),
+    "validate.min_accuracy": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    "validate.max_drop": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
 }
 
 

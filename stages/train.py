@@ -4,13 +4,17 @@ Reads:  PREPARED/{train,valid}.pt (from preprocess); params train.*.
 Writes: MODEL (weights, class names and input normalisation) and LIVE, a
         dvclive folder with per-epoch train/valid loss and valid accuracy.
 
-Runs as one process, or as several under torchrun: each rank then trains on
-its share of every global batch and gradients are summed across ranks before
-the update, so all ranks hold the same weights; rank 0 writes the outputs.
+Runs as one process, or with train.nproc > 1 as that many under torchrun (it
+starts itself again that way; across machines, start it with torchrun
+--nnodes yourself). Each rank trains on its share of every global batch, and
+gradients are summed across ranks before the update, so all ranks hold the
+same weights; rank 0 writes the outputs. With BatchNorm (the cnn), each rank
+normalises with its own shard's statistics, as DistributedDataParallel does.
 """
 import argparse
 import math
 import os
+import sys
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable
@@ -105,7 +109,10 @@ def fit(cfg: Train, train: dict, valid: dict, device: torch.device,
     for epoch in range(cfg.epochs):                                   # 6. repeat
         model.train()
         total = torch.zeros((), device=device)
-        for batch in torch.randperm(len(y), generator=order).split(cfg.batch_size):
+        batches = torch.randperm(len(y), generator=order).split(cfg.batch_size)
+        if len(batches[-1]) < world:  # every rank needs a share of every batch
+            batches = batches[:-1]
+        for batch in batches:
             shard = batch[rank::world].to(device)
             lr = one_cycle(step / steps, cfg.lr) if cfg.schedule == "one_cycle" else cfg.lr
             loss = train_step(model, loss_fn, normalise(x[shard], mean, std), y[shard], params, velocity,
@@ -113,9 +120,11 @@ def fit(cfg: Train, train: dict, valid: dict, device: torch.device,
             step += 1
             check_finite(loss.item(), "loss", epoch, step, cfg.lr)
             total += loss * len(shard)
+        if world > 1:
+            dist.all_reduce(total)
         valid_loss, valid_acc, _ = validate(model, vx, vy, mean, std)
         check_finite(valid_loss, "validation loss", epoch, step, cfg.lr)
-        row = {"train_loss": total.item() / len(y) * world, "valid_loss": valid_loss, "valid_accuracy": valid_acc}
+        row = {"train_loss": total.item() / len(y), "valid_loss": valid_loss, "valid_accuracy": valid_acc}
         log(epoch, row)
     # 7. stop
     checkpoint = {"model": cfg.model, "classes": train["classes"], "mean": mean, "std": std,
@@ -131,11 +140,16 @@ def main() -> None:
     args = parser.parse_args()
     cfg = load_params().train
     device = pick_device(cfg.device)
+    if cfg.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        # Start again under torchrun, which starts nproc copies of this stage.
+        torchrun = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={cfg.nproc}"]
+        os.execv(sys.executable, [sys.executable, *torchrun, "-m", "stages.train", *sys.argv[1:]])
     train, valid = load_tensors(args.prepared / "train.pt"), load_tensors(args.prepared / "valid.pt")
-    if "WORLD_SIZE" in os.environ:  # started by torchrun
+    if int(os.environ.get("WORLD_SIZE", 1)) > 1:  # one of several processes started by torchrun
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         if device.type == "cuda":
             device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["LOCAL_WORLD_SIZE"])))
     writer = dist.get_rank() == 0 if dist.is_initialized() else True
     from dvclive import Live
 
@@ -143,14 +157,15 @@ def main() -> None:
         live = Live(str(staging), save_dvc_exp=False, dvcyaml=None) if writer else None
 
         def log(epoch: int, row: dict) -> None:
-            print(f"epoch {epoch + 1}/{cfg.epochs} " + " ".join(f"{k} {v:.4f}" for k, v in row.items()), flush=True)
             if live:
+                print(f"epoch {epoch + 1}/{cfg.epochs} " + " ".join(f"{k} {v:.4f}" for k, v in row.items()), flush=True)
                 for name, value in row.items():
                     live.log_metric(name, value)
                 live.next_step()
 
         if live:
-            live.log_params({**vars(cfg), "device_used": device.type})
+            processes = dist.get_world_size() if dist.is_initialized() else 1
+            live.log_params({**vars(cfg), "device_used": device.type, "processes": processes})
         _, checkpoint = fit(cfg, train, valid, device, log)
         if live:
             live.end()

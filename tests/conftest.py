@@ -4,6 +4,7 @@ Each class is a bright bar at its own position plus noise, so even the linear
 model separates them in a few steps. Nothing here touches the network.
 """
 import io
+import os
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,8 +83,26 @@ def copy_repo(dest: Path) -> Path:
     return dest
 
 
-def run_stage(module: str, *args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    import os
+BIN = str(Path(sys.executable).parent)  # dvc, and the python that dvc.yaml's commands find
+SMALL = {"train": {"epochs": 3, "batch_size": 16}, "preprocess": {"valid_pct": 0.25}}
 
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}, timeout=300)
+
+def set_params(repo: Path, changes: dict) -> None:
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    for section, values in changes.items():
+        params[section].update(values)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def sh(repo: Path, *cmd: str, mirror: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": BIN + os.pathsep + os.environ["PATH"]}
+    if mirror:
+        env["MNIST_MIRROR"] = str(mirror)
+    result = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    if check:
+        assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def ran(result: subprocess.CompletedProcess) -> list[str]:
+    return [line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")]

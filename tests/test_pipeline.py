@@ -11,32 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import copy_repo, make_archive
-
-BIN = str(Path(sys.executable).parent)
-SMALL = {"train": {"epochs": 3, "batch_size": 16}, "preprocess": {"valid_pct": 0.25}}
-
-
-def set_params(repo: Path, changes: dict) -> None:
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    for section, values in changes.items():
-        params[section].update(values)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-
-
-def sh(repo: Path, *cmd: str, mirror: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": BIN + os.pathsep + os.environ["PATH"]}
-    if mirror:
-        env["MNIST_MIRROR"] = str(mirror)
-    result = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
-    if check:
-        assert result.returncode == 0, result.stdout + result.stderr
-    return result
-
-
-def ran(result: subprocess.CompletedProcess) -> list[str]:
-    return [line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")]
-
+from conftest import BIN, SMALL, copy_repo, make_archive, ran, set_params, sh
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory, mirror) -> Path:

@@ -101,6 +101,8 @@ def fit(cfg: Train, train: dict, valid: dict, device: torch.device,
     # Scalars, so they travel with the weights and evaluate normalises the same way.
     mean, std = (x.float() / 255).mean().item(), (x.float() / 255).std().item()
     model = build_model(cfg.model, len(train["classes"])).to(device)  # 1. initialise the weights
+    # NHWC convolutions: 13-24% faster per CNN batch on a 2-core CPU (bench/channels_last.py).
+    model = model.to(memory_format=torch.channels_last)
     params = list(model.parameters())
     velocity = [torch.zeros_like(p) for p in params]
     order = torch.Generator().manual_seed(cfg.seed)

@@ -1,4 +1,5 @@
 """train under torchrun: 2 CPU processes with gloo against 1 process, same global batch and seed."""
+import json
 import os
 import subprocess
 import sys
@@ -7,7 +8,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, SMALL, copy_repo, ran, set_params, sh
 from stages.files import save_tensors
 from test_train import tensors
 
@@ -35,3 +36,13 @@ def test_two_gloo_processes_match_one(tmp_path):
     assert runs[1].keys() == runs[2].keys()
     for k in runs[1]:
         assert torch.allclose(runs[1][k], runs[2][k], atol=1e-5, rtol=0), k
+
+
+def test_dvc_repro_with_two_processes(tmp_path_factory, mirror):
+    repo = copy_repo(tmp_path_factory.mktemp("nproc2"))
+    set_params(repo, {**SMALL, "train": {**SMALL["train"], "nproc": 2}})
+    result = sh(repo, "dvc", "repro", mirror=mirror)
+    assert ran(result) == ["download", "preprocess", "train", "evaluate"]
+    assert yaml.safe_load((repo / "metrics" / "train" / "params.yaml").read_text())["processes"] == 2
+    assert json.loads((repo / "metrics" / "test.json").read_text())["n"] == 18
+    assert ran(sh(repo, "dvc", "repro", mirror=mirror)) == []

@@ -24,15 +24,16 @@ def repo(tmp_path_factory, mirror):
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "baseline")
     sh(repo, "dvc", "exp", "run", "-n", "lr-low", "-S", "train.lr=0.02", mirror=mirror)
-    sh(repo, "dvc", "exp", "run", "--queue", "-n", "lr-high", "-S", "train.lr=0.3", mirror=mirror)
-    sh(repo, "dvc", "queue", "start", mirror=mirror)
+    for name, lr in (("lr-high", "0.3"), ("lr-mid", "0.2")):
+        sh(repo, "dvc", "exp", "run", "--queue", "-n", name, "-S", f"train.lr={lr}", mirror=mirror)
+    sh(repo, "dvc", "queue", "start", "--jobs", "2", mirror=mirror)  # two experiments at once
     deadline = time.time() + 300
     while time.time() < deadline:
         status = sh(repo, "dvc", "queue", "status").stdout
-        if "lr-high" in status and not re.search(r"Queued|Running", status):
+        if "lr-mid" in status and not re.search(r"Queued|Running", status):
             break
         time.sleep(2)
-    assert re.search(r"lr-high.*Success", status), status
+    assert re.search(r"lr-high.*Success", status) and re.search(r"lr-mid.*Success", status), status
     return repo
 
 
@@ -51,9 +52,10 @@ def test_exp_run_and_queue_show_up_in_exp_show(repo):
     exps = experiments(repo)
     assert exps["lr-low"]["params"]["train"]["lr"] == 0.02
     assert exps["lr-high"]["params"]["train"]["lr"] == 0.3
+    assert exps["lr-mid"]["params"]["train"]["lr"] == 0.2
     assert all(0 <= e["metrics"]["accuracy"] <= 1 for e in exps.values())
     table = sh(repo, "dvc", "exp", "show", "--no-pager").stdout
-    assert "lr-low" in table and "lr-high" in table
+    assert all(name in table for name in ("lr-low", "lr-high", "lr-mid"))
 
 
 def test_exp_diff_params_diff_metrics_diff(repo):

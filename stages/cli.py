@@ -1,5 +1,7 @@
 """How every stage fails: one clear line on stderr and a non-zero exit."""
+import argparse
 import sys
+from pathlib import Path
 from typing import Callable
 
 
@@ -13,3 +15,11 @@ def run(main: Callable[[], None]) -> None:
     except StageError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
+
+
+def path_args(doc: str, *names: str) -> argparse.Namespace:
+    """Parse `--name PATH` for each name: dvc.yaml passes every path a stage uses."""
+    parser = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
+    for name in names:
+        parser.add_argument(f"--{name}", type=Path, required=True)
+    return parser.parse_args()

@@ -8,7 +8,6 @@ Only these two files are the stage's output, not the 70,000 extracted PNGs:
 DVC would hash every one of them on every `dvc repro` (about 3 s here).
 preprocess decodes the listed images straight from the archive.
 """
-import argparse
 import os
 import shutil
 import socket
@@ -26,7 +25,7 @@ from fastai.data.external import URLs, untar_data  # noqa: E402
 from fastai.data.transforms import get_image_files  # noqa: E402
 from fastdownload import download_url  # noqa: E402
 
-from stages.cli import StageError, run
+from stages.cli import StageError, path_args, run
 from stages.files import atomic_dir, write_json
 from stages.params import load_params
 
@@ -132,9 +131,7 @@ def download(dataset: str, out: Path, mirror: str | None) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args()
+    args = path_args(__doc__, "out")
     params = load_params()
     manifest = download(params.download.dataset, args.out, os.environ.get("MNIST_MIRROR"))
     counts = {s: sum(map(len, c.values())) for s, c in manifest["images"].items()}

@@ -4,12 +4,11 @@ Reads:  PREPARED/test.pt (from preprocess), MODEL (from train); params evaluate.
 Writes: METRICS (JSON for `dvc metrics`), CONFUSION (actual/predicted CSV for
         DVC's confusion template) and WORST (a PNG of the worst test mistakes).
 """
-import argparse
 from pathlib import Path
 
 import torch
 
-from stages.cli import StageError, run
+from stages.cli import StageError, path_args, run
 from stages.files import load_tensors, write_json, write_text
 from stages.images import save_grid
 from stages.models import build_model, loss_fn
@@ -18,11 +17,11 @@ from stages.train import normalise, validate
 
 
 def load_model(path: Path) -> tuple[torch.nn.Module, dict]:
-    checkpoint = load_tensors(path)
-    model = build_model(checkpoint["model"], len(checkpoint["classes"]))
+    checkpoint = load_tensors(path, keys=("model", "classes", "mean", "std", "state_dict"))
     try:
+        model = build_model(checkpoint["model"], len(checkpoint["classes"]))
         model.load_state_dict(checkpoint["state_dict"])
-    except (RuntimeError, KeyError) as e:
+    except (RuntimeError, ValueError, TypeError) as e:
         raise StageError(f"{path}: weights do not fit model {checkpoint['model']!r} ({e})") from None
     return model.eval(), checkpoint
 
@@ -49,10 +48,7 @@ def worst_mistakes(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, pre
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for name in ("prepared", "model", "metrics", "confusion", "worst"):
-        parser.add_argument(f"--{name}", type=Path, required=True)
-    args = parser.parse_args()
+    args = path_args(__doc__, "prepared", "model", "metrics", "confusion", "worst")
     cfg = load_params().evaluate
     test = load_tensors(args.prepared / "test.pt")
     model, checkpoint = load_model(args.model)

@@ -68,13 +68,17 @@ def save_tensors(path: Path, obj: dict) -> None:
         tmp.write_bytes(buffer.getvalue())
 
 
-def load_tensors(path: Path) -> dict:
+def load_tensors(path: Path, keys: tuple[str, ...] = ("x", "y", "classes")) -> dict:
     """Load a file written by save_tensors; weights_only refuses pickled code."""
     path = Path(path)
     if not path.is_file():
         raise StageError(f"{path}: missing; run `dvc repro` to rebuild it")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError...
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise StageError(f"{path}: not a valid tensor file ({first})") from None
+    missing = [k for k in keys if not isinstance(obj, dict) or k not in obj]
+    if missing:
+        raise StageError(f"{path}: not a valid tensor file (no {missing[0]!r})")
+    return obj

@@ -9,7 +9,6 @@ Writes: OUT/{train,valid,test}.pt, each {"x": uint8 N×28×28, "y": int64 N,
 mnist: valid is a seeded random share of training/, test is testing/.
 mnist_sample: train/ and valid/ as given; test is valid/ too (the sample has no test set).
 """
-import argparse
 import io
 import json
 import os
@@ -21,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from stages.cli import StageError, run
+from stages.cli import StageError, path_args, run
 from stages.files import atomic_dir, save_tensors
 from stages.images import save_grid
 from stages.params import load_params
@@ -73,6 +72,17 @@ def read_members(archive: Path, names: set[str]) -> dict[str, bytes]:
     return found
 
 
+def read_manifest(path: Path) -> dict:
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise StageError(f"{path}: missing or not JSON ({e}); run `dvc repro download`") from None
+    missing = [k for k in ("dataset", "archive", "splits", "images") if not isinstance(manifest, dict) or k not in manifest]
+    if missing:
+        raise StageError(f"{path}: not written by download (no {missing[0]!r})")
+    return manifest
+
+
 def split_valid(n: int, valid_pct: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Seeded random (train, valid) indices, each sorted to keep file order."""
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
@@ -81,7 +91,7 @@ def split_valid(n: int, valid_pct: float, seed: int) -> tuple[torch.Tensor, torc
 
 
 def preprocess(download_dir: Path, out: Path, valid_pct: float, seed: int, workers: int) -> dict[str, int]:
-    manifest = json.loads((download_dir / "images.json").read_text())
+    manifest = read_manifest(download_dir / "images.json")
     images: dict[str, dict[str, list[str]]] = manifest["images"]
     train_split, test_split = manifest["splits"]  # e.g. training, testing
     classes = sorted(images[train_split])
@@ -116,11 +126,7 @@ def save_samples(path: Path, train: dict, seed: int, n: int = 32) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--download", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--samples", type=Path, required=True)
-    args = parser.parse_args()
+    args = path_args(__doc__, "download", "out", "samples")
     params = load_params().preprocess
     splits = preprocess(args.download, args.out, params.valid_pct, params.seed, os.cpu_count() or 1)
     save_samples(args.samples, splits["train"], params.seed)

@@ -11,18 +11,16 @@ gradients are summed across ranks before the update, so all ranks hold the
 same weights; rank 0 writes the outputs. With BatchNorm (the cnn), each rank
 normalises with its own shard's statistics, as DistributedDataParallel does.
 """
-import argparse
 import math
 import os
 import sys
-from contextlib import nullcontext
-from pathlib import Path
 from typing import Callable
 
 import torch
 import torch.distributed as dist
+from dvclive import Live
 
-from stages.cli import StageError, run
+from stages.cli import StageError, path_args, run
 from stages.files import atomic_dir, load_tensors, save_tensors
 from stages.models import build_model, loss_fn, predict_labels
 from stages.params import Train, load_params
@@ -135,11 +133,7 @@ def fit(cfg: Train, train: dict, valid: dict, device: torch.device,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prepared", type=Path, required=True)
-    parser.add_argument("--model", type=Path, required=True)
-    parser.add_argument("--live", type=Path, required=True)
-    args = parser.parse_args()
+    args = path_args(__doc__, "prepared", "model", "live")
     cfg = load_params().train
     device = pick_device(cfg.device)
     if cfg.nproc > 1 and "WORLD_SIZE" not in os.environ:
@@ -152,26 +146,22 @@ def main() -> None:
         if device.type == "cuda":
             device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["LOCAL_WORLD_SIZE"])))
-    writer = dist.get_rank() == 0 if dist.is_initialized() else True
-    from dvclive import Live
+    if dist.is_initialized() and dist.get_rank() > 0:
+        fit(cfg, train, valid, device)  # in step with rank 0, which writes the outputs
+    else:
+        with atomic_dir(args.live) as staging:
+            live = Live(str(staging), save_dvc_exp=False, dvcyaml=None)
+            processes = dist.get_world_size() if dist.is_initialized() else 1
+            live.log_params({**vars(cfg), "device_used": device.type, "processes": processes})
 
-    with atomic_dir(args.live) if writer else nullcontext() as staging:
-        live = Live(str(staging), save_dvc_exp=False, dvcyaml=None) if writer else None
-
-        def log(epoch: int, row: dict) -> None:
-            if live:
+            def log(epoch: int, row: dict) -> None:
                 print(f"epoch {epoch + 1}/{cfg.epochs} " + " ".join(f"{k} {v:.4f}" for k, v in row.items()), flush=True)
                 for name, value in row.items():
                     live.log_metric(name, value)
                 live.next_step()
 
-        if live:
-            processes = dist.get_world_size() if dist.is_initialized() else 1
-            live.log_params({**vars(cfg), "device_used": device.type, "processes": processes})
-        _, checkpoint = fit(cfg, train, valid, device, log)
-        if live:
+            _, checkpoint = fit(cfg, train, valid, device, log)
             live.end()
-        if writer:
             save_tensors(args.model, checkpoint)
     if dist.is_initialized():
         dist.destroy_process_group()

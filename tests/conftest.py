@@ -77,8 +77,8 @@ def copy_repo(dest: Path) -> Path:
         if (ROOT / f).is_file():
             (dest / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / f, dest / f)
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
-                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"]):
+    for cmd in (["git", "init", "-q"], ["git", "config", "user.name", "test"], ["git", "config", "user.email", "t@t"],
+                ["git", "add", "-A"], ["git", "commit", "-qm", "copy"]):
         subprocess.run(cmd, cwd=dest, check=True)
     return dest
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_archive, png_bytes, digit
+from conftest import make_archive
 from stages import download as dl
 from stages.cli import StageError
 

@@ -6,7 +6,6 @@ import re
 import shutil
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
@@ -22,7 +21,7 @@ def repo(tmp_path_factory, mirror):
     set_params(repo, SMALL)
     sh(repo, "dvc", "repro", mirror=mirror)
     sh(repo, "git", "add", "-A")
-    sh(repo, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "baseline")
+    sh(repo, "git", "commit", "-qm", "baseline")
     sh(repo, "dvc", "exp", "run", "-n", "lr-low", "-S", "train.lr=0.02", mirror=mirror)
     for name, lr in (("lr-high", "0.3"), ("lr-mid", "0.2")):
         sh(repo, "dvc", "exp", "run", "--queue", "-n", name, "-S", f"train.lr={lr}", mirror=mirror)

@@ -18,7 +18,7 @@ def test_tensors_round_trip_and_same_bytes_every_time(tmp_path):
     save_tensors(tmp_path / "a.pt", obj)
     save_tensors(tmp_path / "b.pt", obj)
     assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
-    back = load_tensors(tmp_path / "a.pt")
+    back = load_tensors(tmp_path / "a.pt", keys=("x", "classes", "mean"))
     assert torch.equal(back["x"], obj["x"]) and back["classes"] == ["a", "b"]
 
 
@@ -60,3 +60,9 @@ def test_failed_dir_leaves_previous_dir(tmp_path):
     with atomic_dir(out) as staging:
         (staging / "new").write_text("done")
     assert [p.name for p in out.iterdir()] == ["new"]
+
+
+def test_tensor_file_without_expected_keys_is_refused(tmp_path):
+    save_tensors(tmp_path / "t.pt", {"x": torch.zeros(1)})
+    with pytest.raises(StageError, match=r"t.pt: not a valid tensor file \(no 'y'\)"):
+        load_tensors(tmp_path / "t.pt")

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from conftest import BIN, SMALL, copy_repo, make_archive, ran, set_params, sh
 

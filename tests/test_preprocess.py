@@ -98,3 +98,11 @@ def test_bad_png_in_archive_fails_and_keeps_previous_output(tmp_path):
         pp.preprocess(src, out, 0.2, 0, workers=2)
     assert [p.name for p in out.iterdir()] == ["train.pt"] and (out / "train.pt").read_text() == "previous"
     assert not (tmp_path / "prepared.partial").exists()
+
+
+def test_broken_manifest_is_named(tmp_path):
+    (tmp_path / "images.json").write_text('{"dataset": "mnist"}')
+    with pytest.raises(StageError, match=r"images.json: not written by download \(no 'archive'\)"):
+        pp.preprocess(tmp_path, tmp_path / "out", 0.2, 0, workers=1)
+    with pytest.raises(StageError, match=r"images.json: missing or not JSON"):
+        pp.preprocess(tmp_path / "nope", tmp_path / "out", 0.2, 0, workers=1)

@@ -12,7 +12,7 @@ def test_push_clone_pull_round_trip(tmp_path_factory, mirror):
     remote = tmp_path_factory.mktemp("remote")
     sh(repo, "dvc", "remote", "add", "-d", "team", str(remote))
     sh(repo, "git", "add", "-A")
-    sh(repo, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "run on fixture data")
+    sh(repo, "git", "commit", "-qm", "run on fixture data")
     pushed = sh(repo, "dvc", "push")
     assert "pushed" in pushed.stdout
     clone = tmp_path_factory.mktemp("member") / "repo"

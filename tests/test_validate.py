@@ -13,7 +13,7 @@ def repo(tmp_path_factory, mirror):
     set_params(repo, {**SMALL, "validate": {"min_accuracy": 0.5, "max_drop": 0.01}})
     sh(repo, "dvc", "repro", mirror=mirror)
     sh(repo, "git", "add", "-A")
-    sh(repo, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "fixture run")
+    sh(repo, "git", "commit", "-qm", "fixture run")
     return repo
 
 

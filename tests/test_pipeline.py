@@ -131,3 +131,8 @@ def test_killed_preprocess_leaves_no_partial_output(tmp_path_factory):
     assert sorted(p.name for p in prepared.iterdir()) == ["test.pt", "train.pt", "valid.pt"]
     assert not (repo / "data" / "prepared.partial").exists()
     assert "changed" not in sh(repo, "dvc", "status").stdout
+    # the same bytes as an uninterrupted run
+    sh(repo, sys.executable, "-m", "stages.preprocess", "--download", "data/download", "--out", "data/again",
+       "--samples", "data/again.png")
+    for name in ("test.pt", "train.pt", "valid.pt"):
+        assert (prepared / name).read_bytes() == (repo / "data" / "again" / name).read_bytes()

@@ -96,7 +96,13 @@ def check_stages(stages: dict) -> list[str]:
     known = {f"{s}.{k}" for s, keys in sections.items() for k in keys}
     for name, stage in stages.items():
         module = module_of(stage.get("cmd", ""))
-        spec = importlib.util.find_spec(module) if module else None
+        if module is None:
+            problems.append(f"stage '{name}': cmd does not run a module (python -m ...): {stage.get('cmd')!r}")
+            continue
+        try:
+            spec = importlib.util.find_spec(module)
+        except ModuleNotFoundError:  # a missing parent package
+            spec = None
         if spec is None or not spec.origin:
             problems.append(f"stage '{name}': cmd runs module {module!r}, which does not exist")
             continue

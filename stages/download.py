@@ -122,8 +122,8 @@ def download(dataset: str, out: Path, mirror: str | None) -> dict:
                 tempfile.tempdir = None
                 shutil.rmtree(scratch, ignore_errors=True)
                 Path(f"{archive}.lock").unlink(missing_ok=True)  # fastdownload's lock file
-            splits = list(SPLITS[dataset])  # (train, test) order; JSON keys get sorted
-            manifest = {"dataset": dataset, "archive": archive.name, "splits": splits, "images": images}
+            # "splits" keeps the (train, test) order: JSON keys get sorted.
+            manifest = {"dataset": dataset, "archive": archive.name, "splits": list(SPLITS[dataset]), "images": images}
             write_json(staging / "images.json", manifest)
         return manifest
     except (OSError, ValueError) as e:  # urllib and fastdownload raise these

@@ -13,6 +13,7 @@ import io
 import json
 import os
 import tarfile
+import zlib
 from multiprocessing import Pool
 from pathlib import Path
 
@@ -61,11 +62,14 @@ def decode_all(items: list[tuple[str, bytes]], workers: int) -> torch.Tensor:
 def read_members(archive: Path, names: set[str]) -> dict[str, bytes]:
     """The bytes of the named archive members, in one pass over the archive."""
     found: dict[str, bytes] = {}
-    with tarfile.open(archive) as tar:
-        for member in tar:
-            name = member.name.removeprefix("./")
-            if name in names and member.isfile():
-                found[name] = tar.extractfile(member).read()
+    try:
+        with tarfile.open(archive) as tar:
+            for member in tar:
+                name = member.name.removeprefix("./")
+                if name in names and member.isfile():
+                    found[name] = tar.extractfile(member).read()
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
+        raise StageError(f"{archive}: cannot read the archive ({e}); run `dvc repro download`") from None
     missing = names - found.keys()
     if missing:
         raise StageError(f"{archive}: listed image {sorted(missing)[0]} is not in the archive")
@@ -90,7 +94,7 @@ def split_valid(n: int, valid_pct: float, seed: int) -> tuple[torch.Tensor, torc
     return order[n_valid:].sort().values, order[:n_valid].sort().values
 
 
-def preprocess(download_dir: Path, out: Path, valid_pct: float, seed: int, workers: int) -> dict[str, int]:
+def preprocess(download_dir: Path, out: Path, valid_pct: float, seed: int, workers: int) -> dict[str, dict]:
     manifest = read_manifest(download_dir / "images.json")
     images: dict[str, dict[str, list[str]]] = manifest["images"]
     train_split, test_split = manifest["splits"]  # e.g. training, testing

@@ -106,3 +106,11 @@ def test_broken_manifest_is_named(tmp_path):
         pp.preprocess(tmp_path, tmp_path / "out", 0.2, 0, workers=1)
     with pytest.raises(StageError, match=r"images.json: missing or not JSON"):
         pp.preprocess(tmp_path / "nope", tmp_path / "out", 0.2, 0, workers=1)
+
+
+def test_archive_damaged_after_download_is_named(tmp_path, downloaded):
+    src = downloaded("mnist")
+    archive = src / "mnist_png.tgz"
+    archive.write_bytes(archive.read_bytes()[:500])
+    with pytest.raises(StageError, match=r"mnist_png.tgz: cannot read the archive .*dvc repro download"):
+        pp.preprocess(src, tmp_path / "out", 0.2, 0, workers=1)

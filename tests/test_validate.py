@@ -56,6 +56,13 @@ def test_cmd_module_missing(repo, edit):
     assert "stage 'train': cmd runs module 'stages.trian', which does not exist" in result.stderr
 
 
+def test_cmd_package_missing(repo, edit):
+    edit("dvc.yaml", "python -m stages.train ", "python -m steps.train ")
+    result = validate(repo)
+    assert result.returncode == 1
+    assert "stage 'train': cmd runs module 'steps.train', which does not exist" in result.stderr
+
+
 def test_stage_reads_undeclared_param(repo, edit):
     edit("stages/evaluate.py", "cfg = load_params().evaluate", "cfg = load_params().evaluate\n    print(load_params().train.lr)")
     result = validate(repo)

@@ -43,45 +43,29 @@ def test_valid_pipeline_passes(repo):
     assert "pipeline valid" in result.stdout
 
 
-def test_broken_dvc_yaml(repo, edit):
-    edit("dvc.yaml", "stages:\n", "stages:\n  - [unclosed\n")
-    result = validate(repo)
-    assert result.returncode == 1 and "invalid: dvc.yaml does not parse" in result.stderr
+MISTAKES = {  # name: (file, text, replacement, the line the validator must print)
+    "dvc.yaml does not parse": ("dvc.yaml", "stages:\n", "stages:\n  - [unclosed\n", "dvc.yaml does not parse"),
+    "cmd module missing": ("dvc.yaml", "python -m stages.train ", "python -m stages.trian ",
+                           "stage 'train': cmd runs module 'stages.trian', which does not exist"),
+    "cmd package missing": ("dvc.yaml", "python -m stages.train ", "python -m steps.train ",
+                            "stage 'train': cmd runs module 'steps.train', which does not exist"),
+    "reads an undeclared key": ("stages/evaluate.py", "cfg = load_params().evaluate",
+                                "cfg = load_params().evaluate\n    print(load_params().train.lr)",
+                                "stage 'evaluate': stages.evaluate reads param train.lr, which dvc.yaml does not declare for it"),
+    "reads a section with an undeclared key": ("dvc.yaml", "      - train.seed\n", "",
+                                               "stage 'train': stages.train reads param train.seed, which dvc.yaml does not declare"),
+    "declares a key params.yaml lacks": ("dvc.yaml", "      - train.seed\n", "      - train.seed\n      - train.dropout\n",
+                                         "stage 'train': declares param train.dropout, which params.yaml lacks"),
+}
 
 
-def test_cmd_module_missing(repo, edit):
-    edit("dvc.yaml", "python -m stages.train ", "python -m stages.trian ")
-    result = validate(repo)
-    assert result.returncode == 1
-    assert "stage 'train': cmd runs module 'stages.trian', which does not exist" in result.stderr
-
-
-def test_cmd_package_missing(repo, edit):
-    edit("dvc.yaml", "python -m stages.train ", "python -m steps.train ")
-    result = validate(repo)
-    assert result.returncode == 1
-    assert "stage 'train': cmd runs module 'steps.train', which does not exist" in result.stderr
-
-
-def test_stage_reads_undeclared_param(repo, edit):
-    edit("stages/evaluate.py", "cfg = load_params().evaluate", "cfg = load_params().evaluate\n    print(load_params().train.lr)")
+@pytest.mark.parametrize("mistake", MISTAKES)
+def test_mistake_in_dvc_yaml_or_stage_code_is_named(repo, edit, mistake):
+    path, old, new, message = MISTAKES[mistake]
+    edit(path, old, new)
     result = validate(repo)
     assert result.returncode == 1
-    assert "stage 'evaluate': stages.evaluate reads param train.lr, which dvc.yaml does not declare for it" in result.stderr
-
-
-def test_stage_reads_whole_undeclared_section(repo, edit):
-    edit("dvc.yaml", "      - train.seed\n", "")
-    result = validate(repo)
-    assert result.returncode == 1
-    assert "stage 'train': stages.train reads param train.seed, which dvc.yaml does not declare" in result.stderr
-
-
-def test_declared_param_missing_from_params_yaml(repo, edit):
-    edit("dvc.yaml", "      - train.seed\n", "      - train.seed\n      - train.dropout\n")
-    result = validate(repo)
-    assert result.returncode == 1
-    assert "stage 'train': declares param train.dropout, which params.yaml lacks" in result.stderr
+    assert f"invalid: {message}" in result.stderr
 
 
 def test_stale_lock(repo, edit):

@@ -5,9 +5,9 @@ Writes: OUT/<archive>.tgz, fastai's archive as fetched, and OUT/images.json,
         the image files fastai's `get_image_files` found in it, by split.
 
 Only these two files are the stage's output, not the 70,000 extracted PNGs:
-DVC would check every one of them on every `dvc repro` (3.5 s here,
-bench/dvc_dir_output.sh). preprocess decodes the listed images straight from
-the archive.
+DVC would check every one of them on every `dvc repro`, several times the
+cost of a no-op run of this pipeline (bench/dvc_dir_output.sh measures both).
+preprocess decodes the listed images straight from the archive.
 """
 import os
 import shutil

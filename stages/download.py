@@ -15,7 +15,6 @@ import socket
 import tarfile
 import tempfile
 import warnings
-import zlib
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -27,7 +26,7 @@ from fastai.data.transforms import get_image_files  # noqa: E402
 from fastdownload import download_url  # noqa: E402
 
 from stages.cli import StageError, path_args, run
-from stages.files import atomic_dir, write_json
+from stages.files import ARCHIVE_ERRORS, atomic_dir, write_json
 from stages.params import load_params
 
 URL = {"mnist": URLs.MNIST, "mnist_sample": URLs.MNIST_SAMPLE}
@@ -77,7 +76,7 @@ def check_archive(archive: Path) -> None:
                 tarfile.data_filter(member, root)
     except tarfile.FilterError as e:
         raise StageError(f"{archive.name}: unsafe member refused: {e}") from None
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
+    except ARCHIVE_ERRORS as e:
         raise StageError(f"{archive.name}: truncated or not a gzip/tar archive ({e})") from None
 
 

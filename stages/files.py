@@ -8,7 +8,9 @@ import io
 import json
 import os
 import shutil
+import tarfile
 import tempfile
+import zlib
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -16,6 +18,9 @@ from typing import Any, Iterator
 import torch
 
 from stages.cli import StageError
+
+# What reading a truncated or non-gzip/tar archive raises.
+ARCHIVE_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error)
 
 
 @contextmanager

@@ -13,7 +13,6 @@ import io
 import json
 import os
 import tarfile
-import zlib
 from multiprocessing import Pool
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import torch
 from PIL import Image
 
 from stages.cli import StageError, path_args, run
-from stages.files import atomic_dir, save_tensors
+from stages.files import ARCHIVE_ERRORS, atomic_dir, save_tensors
 from stages.images import save_grid
 from stages.params import load_params
 
@@ -68,7 +67,7 @@ def read_members(archive: Path, names: set[str]) -> dict[str, bytes]:
                 name = member.name.removeprefix("./")
                 if name in names and member.isfile():
                     found[name] = tar.extractfile(member).read()
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
+    except ARCHIVE_ERRORS as e:
         raise StageError(f"{archive}: cannot read the archive ({e}); run `dvc repro download`") from None
     missing = names - found.keys()
     if missing:

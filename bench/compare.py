@@ -35,7 +35,6 @@ def peer(extracted: Path, epochs: int, num_workers: int, probe: int = 0) -> dict
     import warnings
 
     warnings.filterwarnings("ignore")
-    t0 = time.perf_counter()
     import torch
     from fastai.vision.all import (SGD, Callback, Categorize, Datasets, GrandparentSplitter, IntToFloatTensor,
                                    Learner, Normalize, PILImageBW, ToTensor, accuracy, get_image_files, parent_label)
@@ -74,7 +73,6 @@ def peer(extracted: Path, epochs: int, num_workers: int, probe: int = 0) -> dict
 
 
 def ours(prepared: Path, epochs: int) -> dict:
-    t0 = time.perf_counter()
     import dataclasses
 
     import torch

@@ -9,6 +9,7 @@ DVC would check every one of them on every `dvc repro`, several times the
 cost of a no-op run of this pipeline (bench/dvc_dir_output.sh measures both).
 preprocess decodes the listed images straight from the archive.
 """
+
 import os
 import shutil
 import socket
@@ -25,9 +26,9 @@ from fastai.data.external import URLs, untar_data  # noqa: E402
 from fastai.data.transforms import get_image_files  # noqa: E402
 from fastdownload import download_url  # noqa: E402
 
-from stages.cli import StageError, path_args, run
-from stages.files import ARCHIVE_ERRORS, atomic_dir, write_json
-from stages.params import load_params
+from digits.cli import StageError, path_args, run  # noqa: E402
+from digits.files import ARCHIVE_ERRORS, atomic_dir, write_json  # noqa: E402
+from digits.params import load_params  # noqa: E402
 
 URL = {"mnist": URLs.MNIST, "mnist_sample": URLs.MNIST_SAMPLE}
 SPLITS = {"mnist": ("training", "testing"), "mnist_sample": ("train", "valid")}
@@ -123,7 +124,12 @@ def download(dataset: str, out: Path, mirror: str | None) -> dict:
                 shutil.rmtree(scratch, ignore_errors=True)
                 Path(f"{archive}.lock").unlink(missing_ok=True)  # fastdownload's lock file
             # "splits" keeps the (train, test) order: JSON keys get sorted.
-            manifest = {"dataset": dataset, "archive": archive.name, "splits": list(SPLITS[dataset]), "images": images}
+            manifest = {
+                "dataset": dataset,
+                "archive": archive.name,
+                "splits": list(SPLITS[dataset]),
+                "images": images,
+            }
             write_json(staging / "images.json", manifest)
         return manifest
     except (OSError, ValueError) as e:  # urllib and fastdownload raise these

@@ -9,6 +9,7 @@ Writes: OUT/{train,valid,test}.pt, each {"x": uint8 N×28×28, "y": int64 N,
 mnist: valid is a seeded random share of training/, test is testing/.
 mnist_sample: train/ and valid/ as given; test is valid/ too (the sample has no test set).
 """
+
 import io
 import json
 import os
@@ -20,10 +21,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from stages.cli import StageError, path_args, run
-from stages.files import ARCHIVE_ERRORS, atomic_dir, save_tensors
-from stages.images import save_grid
-from stages.params import load_params
+from digits.cli import StageError, path_args, run
+from digits.files import ARCHIVE_ERRORS, atomic_dir, save_tensors
+from digits.images import save_grid
+from digits.params import load_params
 
 SIZE = (28, 28)
 
@@ -80,7 +81,11 @@ def read_manifest(path: Path) -> dict:
         manifest = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise StageError(f"{path}: missing or not JSON ({e}); run `dvc repro download`") from None
-    missing = [k for k in ("dataset", "archive", "splits", "images") if not isinstance(manifest, dict) or k not in manifest]
+    missing = [
+        k
+        for k in ("dataset", "archive", "splits", "images")
+        if not isinstance(manifest, dict) or k not in manifest
+    ]
     if missing:
         raise StageError(f"{path}: not written by download (no {missing[0]!r})")
     return manifest

@@ -11,24 +11,28 @@ gradients are summed across ranks before the update, so all ranks hold the
 same weights; rank 0 writes the outputs. With BatchNorm (the cnn), each rank
 normalises with its own shard's statistics, as DistributedDataParallel does.
 """
+
 import math
 import os
 import sys
-from typing import Callable
+from collections.abc import Callable
+from dataclasses import asdict
 
 import torch
 import torch.distributed as dist
 from dvclive import Live
 
-from stages.cli import StageError, path_args, run
-from stages.files import atomic_dir, load_tensors, save_tensors
-from stages.models import build_model, loss_fn, predict_labels
-from stages.params import Train, load_params
+from digits.cli import StageError, path_args, run
+from digits.files import atomic_dir, load_tensors, save_tensors
+from digits.models import build_model, model_loss, normalise, score
+from digits.params import Train, load_params
 
 
 def pick_device(setting: str) -> torch.device:
     if setting == "cuda" and not torch.cuda.is_available():
-        raise StageError("params.yaml: train.device = 'cuda' but no CUDA GPU is available; allowed here: auto, cpu")
+        raise StageError(
+            "params.yaml: train.device = 'cuda' but no CUDA GPU is available; allowed here: auto, cpu"
+        )
     if setting == "auto":
         setting = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(setting)
@@ -42,105 +46,122 @@ def one_cycle(progress: float, lr_max: float, warmup: float = 0.25) -> float:
 
 
 @torch.no_grad()
-def sgd_step(params: list[torch.Tensor], velocity: list[torch.Tensor], lr: float,
-             momentum: float = 0.0, weight_decay: float = 0.0) -> None:
+def sgd_step(
+    weights: list[torch.Tensor],
+    velocity: list[torch.Tensor],
+    lr: float,
+    momentum: float = 0.0,
+    weight_decay: float = 0.0,
+) -> None:
     """Step 5. With momentum 0 and no weight decay, `v` is just the gradient."""
-    for p, v in zip(params, velocity):
+    for p, v in zip(weights, velocity):
         v.mul_(momentum).add_(p.grad + weight_decay * p.data)
         p.data -= lr * v
         p.grad = None
 
 
-def train_step(predict: Callable[[torch.Tensor], torch.Tensor], loss_fn: Callable, xb: torch.Tensor,
-               yb: torch.Tensor, params: list[torch.Tensor], velocity: list[torch.Tensor], lr: float,
-               momentum: float = 0.0, weight_decay: float = 0.0, share: float = 1.0) -> torch.Tensor:
+def train_step(
+    predict: Callable[[torch.Tensor], torch.Tensor],
+    loss_fn: Callable,
+    xb: torch.Tensor,
+    yb: torch.Tensor,
+    weights: list[torch.Tensor],
+    velocity: list[torch.Tensor],
+    lr: float,
+    momentum: float = 0.0,
+    weight_decay: float = 0.0,
+    share: float = 1.0,
+) -> torch.Tensor:
     """Steps 2 to 5 on one batch. `share` is this rank's part of the global batch."""
-    preds = predict(xb)                     # 2. predict
-    loss = loss_fn(preds, yb)               # 3. compute the loss
-    (loss * share).backward()               # 4. compute the gradients
-    if dist.is_initialized():               #    ... summed over ranks: the global batch's gradient
-        for p in params:
+    preds = predict(xb)  # 2. predict
+    loss = loss_fn(preds, yb)  # 3. compute the loss
+    (loss * share).backward()  # 4. compute the gradients
+    if dist.is_initialized():  #    ... summed over ranks: the global batch's gradient
+        for p in weights:
             dist.all_reduce(p.grad)
-    sgd_step(params, velocity, lr, momentum, weight_decay)  # 5. step the weights
+    sgd_step(weights, velocity, lr, momentum, weight_decay)  # 5. step the weights
     return loss.detach()
 
 
 def check_finite(value: float, what: str, epoch: int, step: int, lr: float) -> None:
     if not math.isfinite(value):
-        raise StageError(f"training diverged at epoch {epoch + 1}, step {step}: {what} is {value}; "
-                         f"lower train.lr (now {lr})")
+        raise StageError(
+            f"training diverged at epoch {epoch + 1}, step {step}: {what} is {value}; "
+            f"lower train.lr (now {lr})"
+        )
 
 
-def normalise(x: torch.Tensor, mean: float, std: float) -> torch.Tensor:
-    """uint8 N×28×28 -> float N×1×28×28; done per batch so the dataset stays uint8."""
-    return ((x.float() / 255 - mean) / std).unsqueeze(1)
-
-
-@torch.no_grad()
-def validate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, mean: float, std: float,
-             batch_size: int = 1000) -> tuple[float, float, torch.Tensor]:
-    """Mean loss, accuracy and predicted labels over (x, y)."""
-    model.eval()
-    total, labels = 0.0, []
-    for i in range(0, len(y), batch_size):
-        preds = model(normalise(x[i : i + batch_size], mean, std))
-        total += loss_fn(preds, y[i : i + batch_size]).item() * len(preds)
-        labels.append(predict_labels(preds))
-    labels = torch.cat(labels)
-    return total / len(y), (labels == y).float().mean().item(), labels
-
-
-def fit(cfg: Train, train: dict, valid: dict, device: torch.device,
-        log: Callable[[int, dict], None] = lambda epoch, row: None) -> tuple[torch.nn.Module, dict]:
+def fit(
+    params: Train,
+    train: dict,
+    valid: dict,
+    device: torch.device,
+    log: Callable[[int, dict], None] = lambda epoch, row: None,
+) -> tuple[torch.nn.Module, dict]:
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(params.seed)
     x, y = train["x"].to(device), train["y"].to(device)
     vx, vy = valid["x"].to(device), valid["y"].to(device)
     # Scalars, so they travel with the weights and evaluate normalises the same way.
     pixels = x.float() / 255
     mean, std = pixels.mean().item(), pixels.std().item()
-    del pixels  # 4 bytes a pixel: the whole set as floats is 170 MB
-    model = build_model(cfg.model, len(train["classes"])).to(device)  # 1. initialise the weights
-    # NHWC convolutions: 13-24% faster per CNN batch on a 2-core CPU (bench/channels_last.py).
+    del pixels  # a float copy of the whole set is 4 times its uint8 size
+    model = build_model(params.model, len(train["classes"])).to(device)  # 1. initialise the weights
+    # NHWC convolutions are faster per CNN batch on a CPU (bench/channels_last.py measures it).
     model = model.to(memory_format=torch.channels_last)
-    params = list(model.parameters())
-    velocity = [torch.zeros_like(p) for p in params]
-    order = torch.Generator().manual_seed(cfg.seed)
-    steps = cfg.epochs * math.ceil(len(y) / cfg.batch_size)
+    weights = list(model.parameters())
+    velocity = [torch.zeros_like(p) for p in weights]
+    order = torch.Generator().manual_seed(params.seed)
+    steps = params.epochs * math.ceil(len(y) / params.batch_size)
     step = 0
-    for epoch in range(cfg.epochs):                                   # 6. repeat
+    for epoch in range(params.epochs):  # 6. repeat
         model.train()
         total = torch.zeros((), device=device)
-        batches = torch.randperm(len(y), generator=order).split(cfg.batch_size)
+        batches = torch.randperm(len(y), generator=order).split(params.batch_size)
         if len(batches[-1]) < world:  # every rank needs a share of every batch
             batches = batches[:-1]
         for batch in batches:
             shard = batch[rank::world].to(device)
-            lr = one_cycle(step / steps, cfg.lr) if cfg.schedule == "one_cycle" else cfg.lr
-            loss = train_step(model, loss_fn, normalise(x[shard], mean, std), y[shard], params, velocity,
-                              lr, cfg.momentum, cfg.weight_decay, share=len(shard) / len(batch))
+            lr = one_cycle(step / steps, params.lr) if params.schedule == "one_cycle" else params.lr
+            loss = train_step(
+                model,
+                model_loss,
+                normalise(x[shard], mean, std),
+                y[shard],
+                weights,
+                velocity,
+                lr,
+                params.momentum,
+                params.weight_decay,
+                share=len(shard) / len(batch),
+            )
             step += 1
-            check_finite(loss.item(), "loss", epoch, step, cfg.lr)
+            check_finite(loss.item(), "loss", epoch, step, params.lr)
             total += loss * len(shard)
         if world > 1:
             dist.all_reduce(total)
-        valid_loss, valid_acc, _ = validate(model, vx, vy, mean, std)
-        check_finite(valid_loss, "validation loss", epoch, step, cfg.lr)
+        valid_loss, valid_acc, _ = score(model, vx, vy, mean, std)
+        check_finite(valid_loss, "validation loss", epoch, step, params.lr)
         row = {"train_loss": total.item() / len(y), "valid_loss": valid_loss, "valid_accuracy": valid_acc}
         log(epoch, row)
     # 7. stop
-    checkpoint = {"model": cfg.model, "classes": train["classes"], "mean": mean, "std": std,
-                  "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}}
+    checkpoint = {
+        "model": params.model,
+        "classes": train["classes"],
+        "mean": mean,
+        "std": std,
+        "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+    }
     return model, checkpoint
 
 
 def main() -> None:
     args = path_args(__doc__, "prepared", "model", "live")
-    cfg = load_params().train
-    device = pick_device(cfg.device)
-    if cfg.nproc > 1 and "WORLD_SIZE" not in os.environ:
+    params = load_params().train
+    device = pick_device(params.device)
+    if params.nproc > 1 and "WORLD_SIZE" not in os.environ:
         # Start again under torchrun, which starts nproc copies of this stage.
-        torchrun = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={cfg.nproc}"]
+        torchrun = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={params.nproc}"]
         os.execv(sys.executable, [sys.executable, *torchrun, "-m", "stages.train", *sys.argv[1:]])
     train, valid = load_tensors(args.prepared / "train.pt"), load_tensors(args.prepared / "valid.pt")
     if int(os.environ.get("WORLD_SIZE", 1)) > 1:  # one of several processes started by torchrun
@@ -149,20 +170,23 @@ def main() -> None:
             device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["LOCAL_WORLD_SIZE"])))
     if dist.is_initialized() and dist.get_rank() > 0:
-        fit(cfg, train, valid, device)  # in step with rank 0, which writes the outputs
+        fit(params, train, valid, device)  # in step with rank 0, which writes the outputs
     else:
         with atomic_dir(args.live) as staging:
             live = Live(str(staging), save_dvc_exp=False, dvcyaml=None)
             processes = dist.get_world_size() if dist.is_initialized() else 1
-            live.log_params({**vars(cfg), "device_used": device.type, "processes": processes})
+            live.log_params({**asdict(params), "device_used": device.type, "processes": processes})
 
             def log(epoch: int, row: dict) -> None:
-                print(f"epoch {epoch + 1}/{cfg.epochs} " + " ".join(f"{k} {v:.4f}" for k, v in row.items()), flush=True)
+                print(
+                    f"epoch {epoch + 1}/{params.epochs} " + " ".join(f"{k} {v:.4f}" for k, v in row.items()),
+                    flush=True,
+                )
                 for name, value in row.items():
                     live.log_metric(name, value)
                 live.next_step()
 
-            _, checkpoint = fit(cfg, train, valid, device, log)
+            _, checkpoint = fit(params, train, valid, device, log)
             live.end()
             save_tensors(args.model, checkpoint)
     if dist.is_initialized():

@@ -1,4 +1,5 @@
 """train under torchrun: 2 CPU processes with gloo against 1 process, same global batch and seed."""
+
 import json
 import os
 import subprocess
@@ -7,10 +8,10 @@ from pathlib import Path
 
 import torch
 import yaml
+from test_train import tensors
 
 from conftest import ROOT, SMALL, copy_repo, ran, set_params, sh
-from stages.files import save_tensors
-from test_train import tensors
+from digits.files import save_tensors
 
 
 def train_in(folder: Path, nproc: int) -> subprocess.CompletedProcess:
@@ -18,10 +19,27 @@ def train_in(folder: Path, nproc: int) -> subprocess.CompletedProcess:
     params["train"].update(model="mlp", epochs=2, batch_size=8, lr=0.05, nproc=nproc)
     (folder / "params.yaml").write_text(yaml.safe_dump(params))
     for name, seed in (("train", 1), ("valid", 2)):
-        save_tensors(folder / "prepared" / f"{name}.pt", tensors(["0", "1", "2"], 50 if name == "train" else 12, seed))
-    return subprocess.run([sys.executable, "-m", "stages.train", "--prepared", "prepared", "--model", "model.pt",
-                           "--live", "live"], cwd=folder, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+        save_tensors(
+            folder / "prepared" / f"{name}.pt", tensors(["0", "1", "2"], 50 if name == "train" else 12, seed)
+        )
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stages.train",
+            "--prepared",
+            "prepared",
+            "--model",
+            "model.pt",
+            "--live",
+            "live",
+        ],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
 
 
 def test_two_gloo_processes_match_one(tmp_path):

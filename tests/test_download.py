@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_archive
+from digits.cli import StageError
+from digits.fixtures import make_archive
 from stages import download as dl
-from stages.cli import StageError
 
 
 def test_download_from_mirror_lists_images_like_fastai(tmp_path):
@@ -18,7 +18,10 @@ def test_download_from_mirror_lists_images_like_fastai(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["images.json", "mnist_png.tgz"]
     assert json.loads((out / "images.json").read_text()) == manifest
     assert manifest["splits"] == ["training", "testing"]
-    assert {s: sorted(c) for s, c in manifest["images"].items()} == {"training": ["0", "1", "2"], "testing": ["0", "1", "2"]}
+    assert {s: sorted(c) for s, c in manifest["images"].items()} == {
+        "training": ["0", "1", "2"],
+        "testing": ["0", "1", "2"],
+    }
     assert len(manifest["images"]["training"]["0"]) == 12  # README.txt ignored, as get_image_files would
     assert all(p.endswith(".png") for c in manifest["images"]["training"].values() for p in c)
     assert not list(tmp_path.glob("data/*.partial")) and not list(tmp_path.glob("data/*.extract"))
@@ -36,13 +39,19 @@ def test_mirror_errors_name_the_problem(tmp_path):
 def test_offline_without_mirror_fails_fast_naming_url_and_mirror(tmp_path, monkeypatch):
     url = "https://host.invalid/fastai/mnist_png.tgz"  # .invalid never resolves
     monkeypatch.setitem(dl.URL, "mnist", url)
-    with pytest.raises(StageError, match=r"cannot reach https://host.invalid/fastai/mnist_png.tgz.*MNIST_MIRROR"):
+    with pytest.raises(
+        StageError, match=r"cannot reach https://host.invalid/fastai/mnist_png.tgz.*MNIST_MIRROR"
+    ):
         dl.download("mnist", tmp_path / "out", None)
     assert not (tmp_path / "out").exists()
 
 
 def unsafe_member(kind: str, tmp_path: Path) -> tarfile.TarInfo:
-    info = tarfile.TarInfo({"dotdot": "mnist_png/../../evil.txt", "absolute": str(tmp_path / "evil.txt")}.get(kind, "mnist_png/training/0/evil.png"))
+    info = tarfile.TarInfo(
+        {"dotdot": "mnist_png/../../evil.txt", "absolute": str(tmp_path / "evil.txt")}.get(
+            kind, "mnist_png/training/0/evil.png"
+        )
+    )
     if kind == "symlink":
         info.type, info.linkname = tarfile.SYMTYPE, str(tmp_path / "evil.txt")
     if kind == "relsymlink":
@@ -87,8 +96,11 @@ def test_missing_split_and_empty_class_are_named(tmp_path):
     make_archive(tmp_path / "m1" / "mnist_png.tgz", skip={"mnist_png/testing/"})
     with pytest.raises(StageError, match="mnist_png/testing: split folder missing"):
         dl.download("mnist", tmp_path / "out", str(tmp_path / "m1"))
-    make_archive(tmp_path / "m2" / "mnist_png.tgz", skip={"mnist_png/testing/2/"},
-                 extra={"mnist_png/testing/2/notes.txt": b"no images here"})
+    make_archive(
+        tmp_path / "m2" / "mnist_png.tgz",
+        skip={"mnist_png/testing/2/"},
+        extra={"mnist_png/testing/2/notes.txt": b"no images here"},
+    )
     with pytest.raises(StageError, match="mnist_png/testing/2: class folder has no images"):
         dl.download("mnist", tmp_path / "out", str(tmp_path / "m2"))
     assert not (tmp_path / "out").exists()

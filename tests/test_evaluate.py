@@ -1,23 +1,33 @@
 import pytest
 import torch
 
+from digits.cli import StageError
+from digits.files import save_tensors
+from digits.models import build_model
 from stages import evaluate as ev
-from stages.cli import StageError
-from stages.files import save_tensors
-from stages.models import build_model
 
 
 def test_metrics_per_class_and_overall():
     y = torch.tensor([0, 0, 1, 1, 2, 2])
     pred = torch.tensor([0, 1, 1, 1, 2, 0])
-    m = ev.metrics(y, pred, 0.5, ["a", "b", "c"])
+    m = ev.metrics(ev.predictions_table(y, pred, ["a", "b", "c"]), 0.5)
     assert m["accuracy"] == pytest.approx(4 / 6) and m["n"] == 6 and m["loss"] == 0.5
     assert m["per_class_accuracy"] == {"a": 0.5, "b": 1.0, "c": 0.5}
 
 
 def test_confusion_csv_uses_class_names():
-    csv = ev.confusion_csv(torch.tensor([0, 1]), torch.tensor([1, 1]), ["3", "7"])
+    csv = ev.predictions_table(torch.tensor([0, 1]), torch.tensor([1, 1]), ["3", "7"]).to_csv(index=False)
     assert csv == "actual,predicted\n3,7\n7,7\n"
+
+
+def test_metrics_match_torch_float32_means():
+    # The metrics file must not change bytes with the way it is computed.
+    g = torch.Generator().manual_seed(0)
+    y, pred = torch.randint(0, 10, (9999,), generator=g), torch.randint(0, 10, (9999,), generator=g)
+    pred[::3] = y[::3]
+    m = ev.metrics(ev.predictions_table(y, pred, [str(i) for i in range(10)]), 0.0)
+    assert m["accuracy"] == (pred == y).float().mean().item()
+    assert m["per_class_accuracy"] == {str(i): (pred[y == i] == i).float().mean().item() for i in range(10)}
 
 
 def test_worst_mistakes_are_wrong_and_sorted_by_loss():
@@ -37,7 +47,13 @@ def test_worst_mistakes_are_wrong_and_sorted_by_loss():
 
 def test_model_round_trip_and_mismatch(tmp_path):
     model = build_model("mlp", 3)
-    checkpoint = {"model": "mlp", "classes": ["0", "1", "2"], "mean": 0.1, "std": 0.3, "state_dict": model.state_dict()}
+    checkpoint = {
+        "model": "mlp",
+        "classes": ["0", "1", "2"],
+        "mean": 0.1,
+        "std": 0.3,
+        "state_dict": model.state_dict(),
+    }
     save_tensors(tmp_path / "m.pt", checkpoint)
     loaded, meta = ev.load_model(tmp_path / "m.pt")
     assert meta["classes"] == ["0", "1", "2"]

@@ -1,5 +1,6 @@
 """The experiment workflow a DVC user expects, end to end on the fixture data,
 and the `dvc plots diff` report rendered in a real headless Chromium."""
+
 import json
 import os
 import re
@@ -11,8 +12,11 @@ import pytest
 
 from conftest import SMALL, copy_repo, set_params, sh
 
-VEGA_SCRIPTS = {"vega@": "vega/build/vega.min.js", "vega-lite@": "vega-lite/build/vega-lite.min.js",
-                "vega-embed@": "vega-embed/build/vega-embed.min.js"}
+VEGA_SCRIPTS = {
+    "vega@": "vega/build/vega.min.js",
+    "vega-lite@": "vega-lite/build/vega-lite.min.js",
+    "vega-embed@": "vega-embed/build/vega-embed.min.js",
+}
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +46,10 @@ def experiments(repo) -> dict[str, dict]:
     for commit in json.loads(sh(repo, "dvc", "exp", "show", "--json").stdout):
         for exp in commit.get("experiments") or []:
             data = exp["revs"][0]["data"]
-            found[exp["name"]] = {"params": data["params"]["params.yaml"]["data"],
-                                  "metrics": data["metrics"]["metrics/test.json"]["data"]}
+            found[exp["name"]] = {
+                "params": data["params"]["params.yaml"]["data"],
+                "metrics": data["metrics"]["metrics/test.json"]["data"],
+            }
     return found
 
 
@@ -60,7 +66,9 @@ def test_exp_run_and_queue_show_up_in_exp_show(repo):
 def test_exp_diff_params_diff_metrics_diff(repo):
     assert re.search(r"train\.lr\s+0\.3\s+0\.02", sh(repo, "dvc", "exp", "diff", "lr-high", "lr-low").stdout)
     assert re.search(r"train\.lr\s+0\.1\s+0\.02", sh(repo, "dvc", "params", "diff", "HEAD", "lr-low").stdout)
-    assert "metrics/train/metrics.json" in sh(repo, "dvc", "metrics", "diff", "HEAD", "lr-high", "--all").stdout
+    assert (
+        "metrics/train/metrics.json" in sh(repo, "dvc", "metrics", "diff", "HEAD", "lr-high", "--all").stdout
+    )
 
 
 def chromium() -> str | None:
@@ -72,22 +80,47 @@ def test_plots_diff_report_renders_both_runs_in_chromium(repo, tmp_path):
     if not browser or not vega:
         if os.environ.get("REQUIRE_BROWSER"):
             pytest.fail("REQUIRE_BROWSER is set but chromium or VEGA_DIR is missing")
-        pytest.skip("needs chromium and VEGA_DIR (node_modules with vega, vega-lite, vega-embed); .ci/run installs them")
+        pytest.skip(
+            "needs chromium and VEGA_DIR (node_modules with vega, vega-lite, vega-embed), "
+            "which .ci/run installs"
+        )
     out = tmp_path / "report"
     sh(repo, "dvc", "plots", "diff", "lr-low", "lr-high", "-o", str(out))
     html = (out / "index.html").read_text()
     # The report loads vega from a CDN; this machine is offline, so serve the same libraries from disk.
     for name, local in VEGA_SCRIPTS.items():
-        html, n = re.subn(rf'src="https://cdn\.jsdelivr\.net/npm/{re.escape(name)}[^"]*"', f'src="file://{vega}/{local}"', html)
+        html, n = re.subn(
+            rf'src="https://cdn\.jsdelivr\.net/npm/{re.escape(name)}[^"]*"',
+            f'src="file://{vega}/{local}"',
+            html,
+        )
         assert n == 1, name
     (out / "index.html").write_text(html)
-    specs = dict((plot, spec) for spec, plot in re.findall(r"var spec = (\{.*?\});\s*vegaEmbed\('#([^']+)'", html, re.S))
+    specs = dict(
+        (plot, spec)
+        for spec, plot in re.findall(r"var spec = (\{.*?\});\s*vegaEmbed\('#([^']+)'", html, re.S)
+    )
     assert {"Loss", "Accuracy", "plots_confusion_csv"} <= specs.keys()
     assert "lr-low" in specs["Loss"] and "lr-high" in specs["Loss"]  # both runs' curves in one plot
-    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                          "--disable-component-update", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-                          "--allow-file-access-from-files", "--virtual-time-budget=15000", "--dump-dom",
-                          (out / "index.html").as_uri()], capture_output=True, text=True, timeout=120).stdout
+    dom = subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--allow-file-access-from-files",
+            "--virtual-time-budget=15000",
+            "--dump-dom",
+            (out / "index.html").as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
     rendered = len(re.findall(r'<(canvas|svg)[^>]*class="marks"', dom))
     assert len(specs) >= 3 and rendered == len(specs), (len(specs), rendered)
     assert dom.count("<img") >= 4  # samples and worst mistakes, for both runs

@@ -4,8 +4,8 @@ import pickle
 import pytest
 import torch
 
-from stages.cli import StageError
-from stages.files import atomic_dir, atomic_path, load_tensors, save_tensors, write_json
+from digits.cli import StageError
+from digits.files import atomic_dir, atomic_path, load_tensors, save_tensors, write_json
 
 
 class Payload:

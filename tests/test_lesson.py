@@ -3,9 +3,9 @@ import os
 import pytest
 import torch
 
+import lesson
 from conftest import ROOT
 from stages import download as dl
-from stages import lesson
 from stages import preprocess as pp
 
 
@@ -52,12 +52,17 @@ def test_notebook_runs_on_the_fixture_data(tmp_path, mirror):
     dl.download("mnist_sample", tmp_path / "download", str(mirror))
     pp.preprocess(tmp_path / "download", tmp_path / "prepared", 0.2, 0, workers=1)
     nb = nbformat.read(ROOT / "notebooks" / "lesson.ipynb", as_version=4)
-    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), "commit it with outputs stripped"
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), (
+        "commit it with outputs stripped"
+    )
     os.environ["LESSON_PREPARED"] = str(tmp_path / "prepared")
     try:
-        NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
+        NotebookClient(
+            nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
+        ).execute()
     finally:
         del os.environ["LESSON_PREPARED"]
     text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
     assert "gradient of x**2 at 8: 16.0" in text
     assert "valid accuracy" in text
+    assert "runs: " in text  # the experiment table from dvc.api.exp_show

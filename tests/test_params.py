@@ -1,11 +1,12 @@
 import copy
+import sys
 
 import pytest
 import yaml
 
 from conftest import ROOT
-from stages.cli import StageError
-from stages.params import RULES, Params, load_params, parse_params
+from digits.cli import StageError
+from digits.params import RULES, Params, declared_keys, for_stage, load_params, parse_params
 
 DEFAULTS = yaml.safe_load((ROOT / "params.yaml").read_text())
 
@@ -46,19 +47,39 @@ def test_unknown_section_and_missing_key():
         parse_params(raw)
 
 
-@pytest.mark.parametrize("key, value", [
-    ("train.lr", 0), ("train.lr", -0.1), ("train.epochs", 0), ("train.batch_size", 0),
-    ("preprocess.valid_pct", 0), ("preprocess.valid_pct", 1), ("preprocess.valid_pct", 1.5),
-    ("train.model", "resnet"), ("download.dataset", "cifar"), ("train.device", "tpu"),
-    ("train.momentum", 1.0), ("train.nproc", 0), ("train.schedule", "cosine"),
-])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("train.lr", 0),
+        ("train.lr", -0.1),
+        ("train.epochs", 0),
+        ("train.batch_size", 0),
+        ("preprocess.valid_pct", 0),
+        ("preprocess.valid_pct", 1),
+        ("preprocess.valid_pct", 1.5),
+        ("train.model", "resnet"),
+        ("download.dataset", "cifar"),
+        ("train.device", "tpu"),
+        ("train.momentum", 1.0),
+        ("train.nproc", 0),
+        ("train.schedule", "cosine"),
+    ],
+)
 def test_out_of_range_names_key_and_allowed_values(key, value):
     with pytest.raises(StageError, match=rf"{key} = .* out of range; allowed: "):
         parse_params(with_value(key, value))
 
 
-@pytest.mark.parametrize("key, value", [("train.epochs", "3"), ("train.epochs", 2.5), ("train.epochs", True),
-                                        ("train.lr", "fast"), ("train.model", 1)])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("train.epochs", "3"),
+        ("train.epochs", 2.5),
+        ("train.epochs", True),
+        ("train.lr", "fast"),
+        ("train.model", 1),
+    ],
+)
 def test_wrong_type_names_key(key, value):
     with pytest.raises(StageError, match=rf"{key} = .* must be of type"):
         parse_params(with_value(key, value))
@@ -74,3 +95,38 @@ def test_broken_yaml_and_missing_file(tmp_path):
         load_params(tmp_path / "params.yaml")
     with pytest.raises(StageError, match="not found"):
         load_params(tmp_path / "nope.yaml")
+
+
+def test_a_stage_sees_only_its_declared_keys():
+    params = for_stage(load_params(ROOT / "params.yaml"), "evaluate", {"evaluate.batch_size"})
+    assert params.evaluate.batch_size == DEFAULTS["evaluate"]["batch_size"]
+    message = "evaluate reads param train.lr, which is not in its params in dvc.yaml"
+    with pytest.raises(StageError, match=message):
+        params.train.lr
+    # Behind the object's back, the value is not there either: any use of it stops the stage.
+    hidden = vars(params.train)["lr"]
+    for use in (lambda: hidden * 2, lambda: float(hidden), lambda: hidden > 0, lambda: f"{hidden}"):
+        with pytest.raises(StageError, match=message):
+            use()
+
+
+def test_declared_keys_come_from_dvc_yaml():
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    assert declared_keys(stages["preprocess"]) == {"preprocess.valid_pct", "preprocess.seed"}
+    assert declared_keys({"params": [{"params.yaml": ["a.b"]}, {"other.yaml": ["c.d"]}, "e.f"]}) == {
+        "a.b",
+        "e.f",
+    }
+
+
+def test_each_key_read_is_audited():
+    seen = []
+    params = load_params(ROOT / "params.yaml")
+
+    def hook(event, args):
+        if event == "params.read":
+            seen.append(args[0])
+
+    sys.addaudithook(hook)  # stays for the rest of this process: it only appends to `seen`
+    params.train.lr, params.evaluate.worst
+    assert seen[-2:] == ["train.lr", "evaluate.worst"]

@@ -1,4 +1,5 @@
 """End to end: the real `dvc repro` in a temporary copy of the repo, on tiny fixture archives."""
+
 import json
 import os
 import shutil
@@ -10,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, SMALL, copy_repo, make_archive, ran, set_params, sh
+from conftest import BIN, SMALL, copy_repo, ran, set_params, sh
+from digits.fixtures import make_archive
+
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory, mirror) -> Path:
@@ -48,18 +51,61 @@ def test_changing_lr_reruns_only_train_and_evaluate(repo, mirror):
     assert "train.lr" in sh(repo, "dvc", "params", "diff").stdout
 
 
+def test_editing_a_helper_reruns_only_the_stages_that_import_it(repo, mirror):
+    # The README's example: digits/models.py is imported by train and evaluate alone.
+    models, images = ((repo / "digits" / f).read_text() for f in ("models.py", "images.py"))
+    try:
+        (repo / "digits" / "models.py").write_text(models + "# a comment\n")
+        status = sh(repo, "dvc", "status").stdout
+        assert (
+            "train:" in status and "evaluate:" in status and "modified:           digits/models.py" in status
+        )
+        assert "download:" not in status and "preprocess:" not in status
+        assert ran(sh(repo, "dvc", "repro", mirror=mirror)) == ["train", "evaluate"]
+        (repo / "digits" / "images.py").write_text(images + "# a comment\n")
+        assert ran(sh(repo, "dvc", "repro", mirror=mirror)) == ["preprocess", "evaluate"]
+    finally:
+        (repo / "digits" / "models.py").write_text(models)
+        (repo / "digits" / "images.py").write_text(images)
+
+
 def test_diverging_training_writes_no_model_or_metrics(tmp_path, repo):
-    run = sh(repo, sys.executable, "-m", "stages.train", "--prepared", "data/prepared",
-             "--model", str(tmp_path / "model.pt"), "--live", str(tmp_path / "live"), check=False)
+    run = sh(
+        repo,
+        sys.executable,
+        "-m",
+        "stages.train",
+        "--prepared",
+        "data/prepared",
+        "--model",
+        str(tmp_path / "model.pt"),
+        "--live",
+        str(tmp_path / "live"),
+        check=False,
+    )
     assert run.returncode == 0
     set_params(repo, {"train": {"lr": 1000.0, "momentum": 0.0}})
     try:
-        run = sh(repo, sys.executable, "-m", "stages.train", "--prepared", "data/prepared",
-                 "--model", str(tmp_path / "m2.pt"), "--live", str(tmp_path / "live2"), check=False)
+        run = sh(
+            repo,
+            sys.executable,
+            "-m",
+            "stages.train",
+            "--prepared",
+            "data/prepared",
+            "--model",
+            str(tmp_path / "m2.pt"),
+            "--live",
+            str(tmp_path / "live2"),
+            check=False,
+        )
     finally:
         set_params(repo, {"train": {"lr": 0.05, "momentum": 0.9}})
     assert run.returncode == 1
-    assert run.stderr.strip().startswith("error: training diverged at epoch") and len(run.stderr.strip().splitlines()) == 1
+    assert (
+        run.stderr.strip().startswith("error: training diverged at epoch")
+        and len(run.stderr.strip().splitlines()) == 1
+    )
     assert not (tmp_path / "m2.pt").exists() and not (tmp_path / "live2").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["live", "model.pt"]
 
@@ -68,12 +114,16 @@ def test_bad_params_fail_before_any_work(repo, mirror):
     params = (repo / "params.yaml").read_text()
     try:
         (repo / "params.yaml").write_text(params.replace("  lr:", "  learning_rate:"))
-        run = sh(repo, sys.executable, "-m", "stages.download", "--out", "data/other", mirror=mirror, check=False)
+        run = sh(
+            repo, sys.executable, "-m", "stages.download", "--out", "data/other", mirror=mirror, check=False
+        )
     finally:
         (repo / "params.yaml").write_text(params)
     assert run.returncode == 1
-    assert run.stderr.strip() == ("error: params.yaml: unknown key 'train.learning_rate'; did you mean 'lr'? "
-                                  "(allowed: model, epochs, batch_size, lr, schedule, momentum, weight_decay, seed, device, nproc)")
+    assert run.stderr.strip() == (
+        "error: params.yaml: unknown key 'train.learning_rate'; did you mean 'lr'? "
+        "(allowed: model, epochs, batch_size, lr, schedule, momentum, weight_decay, seed, device, nproc)"
+    )
     assert not (repo / "data" / "other").exists()
 
 
@@ -96,8 +146,14 @@ def test_killed_train_leaves_no_partial_output_and_repro_recovers(tmp_path_facto
         set_params(repo, params)
     sh(killed, "dvc", "repro", "preprocess", mirror=mirror)
     env = {**os.environ, "PATH": BIN + os.pathsep + os.environ["PATH"]}
-    proc = subprocess.Popen(["dvc", "repro"], cwd=killed, env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        ["dvc", "repro"],
+        cwd=killed,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     kill_when(proc, lambda: (killed / "metrics" / "train.partial" / "plots").exists())
     assert proc.returncode == -signal.SIGKILL
     assert not (killed / "data" / "model.pt").exists()
@@ -117,9 +173,21 @@ def test_killed_preprocess_leaves_no_partial_output(tmp_path_factory):
     sh(repo, "dvc", "repro", "download", mirror=mirror)
     prepared = repo / "data" / "prepared"
     for attempt in range(5):  # the window in which outputs are being written is short
-        proc = subprocess.Popen([sys.executable, "-m", "stages.preprocess", "--download", "data/download",
-                                 "--out", "data/prepared", "--samples", "plots/samples.png"],
-                                cwd=repo, start_new_session=True)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "stages.preprocess",
+                "--download",
+                "data/download",
+                "--out",
+                "data/prepared",
+                "--samples",
+                "plots/samples.png",
+            ],
+            cwd=repo,
+            start_new_session=True,
+        )
         if kill_when(proc, lambda: (repo / "data" / "prepared.partial" / "train.pt").exists()):
             break
         shutil.rmtree(prepared)
@@ -132,7 +200,17 @@ def test_killed_preprocess_leaves_no_partial_output(tmp_path_factory):
     assert not (repo / "data" / "prepared.partial").exists()
     assert "changed" not in sh(repo, "dvc", "status").stdout
     # the same bytes as an uninterrupted run
-    sh(repo, sys.executable, "-m", "stages.preprocess", "--download", "data/download", "--out", "data/again",
-       "--samples", "data/again.png")
+    sh(
+        repo,
+        sys.executable,
+        "-m",
+        "stages.preprocess",
+        "--download",
+        "data/download",
+        "--out",
+        "data/again",
+        "--samples",
+        "data/again.png",
+    )
     for name in ("test.pt", "train.pt", "valid.pt"):
         assert (prepared / name).read_bytes() == (repo / "data" / "again" / name).read_bytes()

@@ -4,10 +4,10 @@ import torch
 from fastai.vision.core import PILImageBW
 from PIL import Image
 
-from conftest import digit, make_archive, png_bytes
+from digits.cli import StageError
+from digits.fixtures import digit, make_archive, png_bytes
 from stages import download as dl
 from stages import preprocess as pp
-from stages.cli import StageError
 
 
 def test_decode_gives_the_pixels_that_were_written():
@@ -23,11 +23,14 @@ def test_colour_images_are_converted_as_fastai_pilimagebw_does(mode):
     assert np.array_equal(pp.decode_png("c.png", data), expected)
 
 
-@pytest.mark.parametrize("data, message", [
-    (png_bytes(np.zeros((27, 28), np.uint8)), "bad.png: image is 28x27, expected 28x28"),
-    (png_bytes(digit(0, 0))[:60], "bad.png: cannot decode image"),
-    (b"hello, not a png", "bad.png: cannot decode image"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (png_bytes(np.zeros((27, 28), np.uint8)), "bad.png: image is 28x27, expected 28x28"),
+        (png_bytes(digit(0, 0))[:60], "bad.png: cannot decode image"),
+        (b"hello, not a png", "bad.png: cannot decode image"),
+    ],
+)
 def test_bad_images_fail_with_their_path(data, message):
     with pytest.raises(StageError, match=message):
         pp.decode_png("bad.png", data)
@@ -88,7 +91,10 @@ def test_preprocess_sample_uses_valid_as_given(tmp_path, downloaded):
 
 
 def test_bad_png_in_archive_fails_and_keeps_previous_output(tmp_path):
-    make_archive(tmp_path / "m" / "mnist_png.tgz", extra={"mnist_png/testing/1/99.png": png_bytes(np.zeros((32, 32), np.uint8))})
+    make_archive(
+        tmp_path / "m" / "mnist_png.tgz",
+        extra={"mnist_png/testing/1/99.png": png_bytes(np.zeros((32, 32), np.uint8))},
+    )
     src = tmp_path / "download"
     dl.download("mnist", src, str(tmp_path / "m"))
     out = tmp_path / "prepared"

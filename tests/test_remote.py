@@ -1,4 +1,5 @@
 """Shared storage: push to a DVC remote, clone, pull, and nothing needs recomputing."""
+
 import json
 import subprocess
 
@@ -21,6 +22,9 @@ def test_push_clone_pull_round_trip(tmp_path_factory, mirror):
     sh(clone, "dvc", "pull")
     assert (clone / "data" / "model.pt").read_bytes() == (repo / "data" / "model.pt").read_bytes()
     assert json.loads(sh(clone, "dvc", "status", "--json").stdout) == {}
-    show = lambda r: json.loads(sh(r, "dvc", "metrics", "show", "--json").stdout)[""]["data"]
-    assert show(clone) == show(repo)
+    assert metrics_shown(clone) == metrics_shown(repo)
     assert ran(sh(clone, "dvc", "repro")) == []  # no MNIST_MIRROR needed: nothing reruns
+
+
+def metrics_shown(repo) -> dict:
+    return json.loads(sh(repo, "dvc", "metrics", "show", "--json").stdout)[""]["data"]

@@ -3,14 +3,24 @@ import dataclasses
 import pytest
 import torch
 
-from conftest import digit
+from digits.cli import StageError
+from digits.fixtures import digit
+from digits.models import build_model, mnist_loss, model_loss, normalise
+from digits.params import Train
 from stages import train as tr
-from stages.cli import StageError
-from stages.models import build_model, loss_fn, mnist_loss
-from stages.params import Train
 
-CFG = Train(model="linear", epochs=3, batch_size=8, lr=0.5, schedule="constant", momentum=0.0,
-            weight_decay=0.0, seed=0, device="cpu", nproc=1)
+PARAMS = Train(
+    model="linear",
+    epochs=3,
+    batch_size=8,
+    lr=0.5,
+    schedule="constant",
+    momentum=0.0,
+    weight_decay=0.0,
+    seed=0,
+    device="cpu",
+    nproc=1,
+)
 
 
 def tensors(classes: list[str], n: int, seed: int) -> dict:
@@ -26,22 +36,22 @@ def test_sgd_step_matches_torch_optim_sgd(momentum, weight_decay):
     ref = build_model("mlp", 10)
     ref.load_state_dict(ours.state_dict())
     opt = torch.optim.SGD(ref.parameters(), lr=0.1, momentum=momentum, weight_decay=weight_decay)
-    params = list(ours.parameters())
-    velocity = [torch.zeros_like(p) for p in params]
+    weights = list(ours.parameters())
+    velocity = [torch.zeros_like(p) for p in weights]
     for step in range(3):
         x, y = torch.randn(16, 1, 28, 28), torch.randint(0, 10, (16,))
-        tr.train_step(ours, loss_fn, x, y, params, velocity, 0.1, momentum, weight_decay)
+        tr.train_step(ours, model_loss, x, y, weights, velocity, 0.1, momentum, weight_decay)
         opt.zero_grad()
-        loss_fn(ref(x), y).backward()
+        model_loss(ref(x), y).backward()
         opt.step()
         for p, q in zip(ours.parameters(), ref.parameters()):
             assert torch.allclose(p, q, atol=1e-6, rtol=0)
-    assert all(p.grad is None for p in params)
+    assert all(p.grad is None for p in weights)
 
 
 def test_one_sgd_step_is_p_minus_lr_times_grad():
     w = torch.tensor([1.0, -2.0], requires_grad=True)
-    (w ** 2).sum().backward()  # gradient 2w
+    (w**2).sum().backward()  # gradient 2w
     tr.sgd_step([w], [torch.zeros(2)], lr=0.25)
     assert torch.equal(w.detach(), torch.tensor([0.5, -1.0])) and w.grad is None
 
@@ -59,13 +69,22 @@ def test_mnist_loss_is_the_materials():
     assert mnist_loss(preds, torch.tensor([1, 1, 1])).item() == pytest.approx((0.5 + 0 + 1) / 3, abs=1e-4)
 
 
-@pytest.mark.parametrize("model, classes", [("linear", ["3", "7"]), ("mlp", ["0", "1", "2"]), ("cnn", ["0", "1", "2"])])
+@pytest.mark.parametrize(
+    "model, classes", [("linear", ["3", "7"]), ("mlp", ["0", "1", "2"]), ("cnn", ["0", "1", "2"])]
+)
 def test_fit_learns_the_fixture(model, classes):
     rows = []
-    cfg = dataclasses.replace(CFG, model=model, lr=0.5 if model == "linear" else 0.05, momentum=0.0 if model == "linear" else 0.9)
-    _, checkpoint = tr.fit(cfg, tensors(classes, 48, 1), tensors(classes, 24, 2), torch.device("cpu"),
-                           lambda epoch, row: rows.append(row))
-    assert len(rows) == cfg.epochs
+    params = dataclasses.replace(
+        PARAMS, model=model, lr=0.5 if model == "linear" else 0.05, momentum=0.0 if model == "linear" else 0.9
+    )
+    _, checkpoint = tr.fit(
+        params,
+        tensors(classes, 48, 1),
+        tensors(classes, 24, 2),
+        torch.device("cpu"),
+        lambda epoch, row: rows.append(row),
+    )
+    assert len(rows) == params.epochs
     assert rows[-1]["train_loss"] < rows[0]["train_loss"]
     assert rows[-1]["valid_accuracy"] == 1.0
     assert checkpoint["model"] == model and checkpoint["classes"] == classes
@@ -73,18 +92,23 @@ def test_fit_learns_the_fixture(model, classes):
 
 def test_fit_is_bit_identical_for_the_same_seed():
     data = tensors(["0", "1", "2"], 48, 1), tensors(["0", "1", "2"], 24, 2)
-    cfg = dataclasses.replace(CFG, model="cnn", lr=0.05, momentum=0.9, schedule="one_cycle", weight_decay=1e-4)
-    a = tr.fit(cfg, *data, torch.device("cpu"))[1]["state_dict"]
-    b = tr.fit(cfg, *data, torch.device("cpu"))[1]["state_dict"]
+    params = dataclasses.replace(
+        PARAMS, model="cnn", lr=0.05, momentum=0.9, schedule="one_cycle", weight_decay=1e-4
+    )
+    a = tr.fit(params, *data, torch.device("cpu"))[1]["state_dict"]
+    b = tr.fit(params, *data, torch.device("cpu"))[1]["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
-    c = tr.fit(dataclasses.replace(cfg, seed=1), *data, torch.device("cpu"))[1]["state_dict"]
+    c = tr.fit(dataclasses.replace(params, seed=1), *data, torch.device("cpu"))[1]["state_dict"]
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
 def test_divergence_stops_with_epoch_and_step():
-    cfg = dataclasses.replace(CFG, model="mlp", lr=1000.0)
-    with pytest.raises(StageError, match=r"training diverged at epoch \d+, step \d+: (validation )?loss is (nan|inf).*lower train.lr"):
-        tr.fit(cfg, tensors(["0", "1", "2"], 48, 1), tensors(["0", "1", "2"], 24, 2), torch.device("cpu"))
+    params = dataclasses.replace(PARAMS, model="mlp", lr=1000.0)
+    with pytest.raises(
+        StageError,
+        match=r"training diverged at epoch \d+, step \d+: (validation )?loss is (nan|inf).*lower train.lr",
+    ):
+        tr.fit(params, tensors(["0", "1", "2"], 48, 1), tensors(["0", "1", "2"], 24, 2), torch.device("cpu"))
 
 
 def test_device_selection():
@@ -98,5 +122,9 @@ def test_device_selection():
 
 def test_normalise_makes_float_channels():
     x = torch.full((2, 28, 28), 255, dtype=torch.uint8)
-    out = tr.normalise(x, 0.5, 0.25)
-    assert out.shape == (2, 1, 28, 28) and out.dtype == torch.float32 and torch.allclose(out, torch.full_like(out, 2.0))
+    out = normalise(x, 0.5, 0.25)
+    assert (
+        out.shape == (2, 1, 28, 28)
+        and out.dtype == torch.float32
+        and torch.allclose(out, torch.full_like(out, 2.0))
+    )

@@ -1,4 +1,5 @@
 """Grids of digits with captions, as PNGs (what fastai's show_batch shows)."""
+
 import math
 from pathlib import Path
 
@@ -8,7 +9,7 @@ matplotlib.use("Agg")  # no screen on CI or servers
 import matplotlib.pyplot as plt
 import torch
 
-from stages.files import atomic_path
+from digits.files import atomic_path
 
 
 def save_grid(path: Path, x: torch.Tensor, titles: list[str], title: str, cols: int = 8) -> None:

@@ -1,8 +1,9 @@
 """How every stage fails: one clear line on stderr and a non-zero exit."""
+
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 
 class StageError(Exception):

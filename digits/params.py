@@ -3,15 +3,25 @@
 One dataclass per section; a section is named like the dvc.yaml stage that
 reads it. Unknown keys, wrong types and out-of-range values fail before any
 work starts, with a message that names the key and what is allowed.
+
+Run as a dvc.yaml stage (`python -m stages.train`), a stage sees only the keys
+its dvc.yaml entry lists under `params`: any other key holds an `Undeclared`
+that stops the stage the moment it is used, so a stage can never depend on a
+param that DVC does not track for it. Every key read raises the audit event
+`params.read`, which the validator's tracer records (scripts/trace/).
 """
+
 import difflib
+import re
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
-from stages.cli import StageError
+from digits.cli import StageError
 
 DATASETS = ("mnist", "mnist_sample")
 MODELS = ("linear", "mlp", "cnn")
@@ -19,19 +29,54 @@ SCHEDULES = ("one_cycle", "constant")
 DEVICES = ("auto", "cpu", "cuda")
 
 
+class Undeclared:
+    """Stands in for a key the running stage does not declare: any use of it stops the stage."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: StageError):
+        object.__setattr__(self, "error", error)
+
+    def refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise object.__getattribute__(self, "error")
+
+    def __repr__(self) -> str:
+        return "<undeclared param>"
+
+
+for _use in (
+    "__getattr__ __bool__ __eq__ __ne__ __lt__ __le__ __gt__ __ge__ __hash__ __int__ __float__ "
+    "__index__ __str__ __format__ __len__ __iter__ __contains__ __neg__ __abs__ __add__ __radd__ "
+    "__sub__ __rsub__ __mul__ __rmul__ __truediv__ __rtruediv__ __floordiv__ __mod__ __pow__"
+).split():
+    setattr(Undeclared, _use, Undeclared.refuse)
+
+
+class Section:
+    """A params.yaml section: reading a key is audited, and an undeclared key refuses to be read."""
+
+    def __getattribute__(self, name: str) -> Any:
+        value = object.__getattribute__(self, name)
+        if name in object.__getattribute__(self, "__dataclass_fields__"):
+            if isinstance(value, Undeclared):
+                raise object.__getattribute__(value, "error")
+            sys.audit("params.read", f"{type(self).__name__.lower()}.{name}")
+        return value
+
+
 @dataclass(frozen=True)
-class Download:
+class Download(Section):
     dataset: str
 
 
 @dataclass(frozen=True)
-class Preprocess:
+class Preprocess(Section):
     valid_pct: float
     seed: int
 
 
 @dataclass(frozen=True)
-class Train:
+class Train(Section):
     model: str
     epochs: int
     batch_size: int
@@ -45,13 +90,13 @@ class Train:
 
 
 @dataclass(frozen=True)
-class Evaluate:
+class Evaluate(Section):
     batch_size: int
     worst: int
 
 
 @dataclass(frozen=True)
-class Validate:
+class Validate(Section):
     min_accuracy: float
     max_drop: float
 
@@ -138,6 +183,51 @@ def parse_params(raw: Any) -> Params:
     return Params(**{name: _section(name, cls, raw[name]) for name, cls in sections.items()})
 
 
+def declared_keys(stage: dict) -> set[str]:
+    """The params.yaml keys a dvc.yaml stage entry lists under `params`."""
+    keys: set[str] = set()
+    for entry in stage.get("params") or []:
+        if isinstance(entry, str):
+            keys.add(entry)
+        elif isinstance(entry, dict):  # {params.yaml: [keys]} or {other.yaml: [...]}
+            keys.update(k for file, values in entry.items() if file == "params.yaml" for k in values or [])
+    return keys
+
+
+def running_stage(dvc_yaml: Path) -> tuple[str, set[str]] | None:
+    """(name, declared keys) of the dvc.yaml stage whose cmd runs this process's module, if any."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if spec is None or not dvc_yaml.is_file():
+        return None
+    stages = (yaml.safe_load(dvc_yaml.read_text()) or {}).get("stages") or {}
+    for name, stage in stages.items():
+        if re.search(rf"(^|\s)-m\s+{re.escape(spec.name)}(\s|$)", str(stage.get("cmd", ""))):
+            return name, declared_keys(stage)
+    return None
+
+
+def for_stage(params: Params, stage: str, declared: set[str]) -> Params:
+    """The same params, with every key `stage` does not declare replaced by an Undeclared."""
+    sections = {}
+    for section in fields(Params):
+        values = object.__getattribute__(params, section.name)
+        kept = {}
+        for key in fields(values):
+            name = f"{section.name}.{key.name}"
+            kept[key.name] = (
+                object.__getattribute__(values, key.name)
+                if name in declared
+                else Undeclared(
+                    StageError(
+                        f"{stage} reads param {name}, which is not in its params in dvc.yaml: "
+                        "add it there, or stop reading it"
+                    )
+                )
+            )
+        sections[section.name] = type(values)(**kept)
+    return Params(**sections)
+
+
 def load_params(path: Path = Path("params.yaml")) -> Params:
     try:
         raw = yaml.safe_load(Path(path).read_text())
@@ -145,4 +235,6 @@ def load_params(path: Path = Path("params.yaml")) -> Params:
         raise StageError(f"{path}: not found; run from the repository root") from None
     except yaml.YAMLError as e:
         raise StageError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-    return parse_params(raw)
+    params = parse_params(raw)
+    stage = running_stage(Path(path).with_name("dvc.yaml"))
+    return for_stage(params, *stage) if stage else params

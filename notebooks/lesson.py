@@ -1,11 +1,12 @@
 """The teaching material's small examples, run with the pipeline's own code.
 
-Not a DVC stage: the notebook (notebooks/lesson.ipynb) and the tests use it.
-The roller coaster is fitted with `stages.train.train_step`, the very step the
-`train` stage takes on MNIST.
+Not a DVC stage: the notebook beside it (lesson.ipynb) and tests/test_lesson.py
+use it. The roller coaster is fitted with `stages.train.train_step`, the very
+step the `train` stage takes on MNIST.
 """
+
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -35,8 +36,8 @@ def roller_coaster(seed: int = 42) -> tuple[torch.Tensor, torch.Tensor]:
     return time, noise + 0.75 * (time - 9.5) ** 2 + 1
 
 
-def quadratic(t: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
-    a, b, c = params
+def quadratic(t: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    a, b, c = weights
     return a * (t**2) + (b * t) + c
 
 
@@ -44,17 +45,19 @@ def mse(preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return ((preds - targets) ** 2).mean()
 
 
-def fit_quadratic(steps: int = 10, lr: float = 1e-5, seed: int = 42) -> tuple[torch.Tensor, list[float], list[torch.Tensor]]:
-    """The seven steps on dummy data; returns params, the loss and predictions at each step."""
+def fit_quadratic(
+    steps: int = 10, lr: float = 1e-5, seed: int = 42
+) -> tuple[torch.Tensor, list[float], list[torch.Tensor]]:
+    """The seven steps on dummy data: the weights a, b, c, and the loss and predictions at each step."""
     time, speed = roller_coaster(seed)
-    params = torch.randn(3, generator=torch.Generator().manual_seed(seed)).requires_grad_()  # 1. initialise
+    weights = torch.randn(3, generator=torch.Generator().manual_seed(seed)).requires_grad_()  # 1. initialise
     velocity = [torch.zeros(3)]
     losses, predictions = [], []
-    for _ in range(steps):                                                                    # 6. repeat
-        loss = train_step(lambda t: quadratic(t, params), mse, time, speed, [params], velocity, lr)  # 2-5
+    for _ in range(steps):  # 6. repeat
+        loss = train_step(lambda t: quadratic(t, weights), mse, time, speed, [weights], velocity, lr)  # 2-5
         losses.append(loss.item())
-        predictions.append(quadratic(time, params).detach())
-    return params.detach(), losses, predictions                                               # 7. stop
+        predictions.append(quadratic(time, weights).detach())
+    return weights.detach(), losses, predictions  # 7. stop
 
 
 def plot_steps(path: Path | None = None, steps: int = 12, every: int = 3):

@@ -4,6 +4,7 @@ Outputs are written to a temporary file beside the target and moved into place
 with os.replace, so a killed stage never leaves a half-written output where DVC
 or a later stage would pick it up.
 """
+
 import io
 import json
 import os
@@ -11,13 +12,14 @@ import shutil
 import tarfile
 import tempfile
 import zlib
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
-from stages.cli import StageError
+from digits.cli import StageError
 
 # What reading a truncated or non-gzip/tar archive raises.
 ARCHIVE_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error)

@@ -1,0 +1,72 @@
+"""Tiny MNIST-like archives in fastai's layout, for the tests and the validator.
+
+Each class is a bright bar at its own position plus noise, so even the linear
+model separates them in a few steps. Nothing here touches the network, and the
+same arguments give the same bytes.
+"""
+
+import gzip
+import io
+import tarfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+LAYOUTS = {  # archive -> (root folder, train split, test split, classes)
+    "mnist_png.tgz": ("mnist_png", "training", "testing", ["0", "1", "2"]),
+    "mnist_sample.tgz": ("mnist_sample", "train", "valid", ["3", "7"]),
+}
+
+
+def digit(label: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 40, (28, 28), dtype=np.uint8)
+    img[4:24, 3 + 8 * label : 7 + 8 * label] = 255
+    return img
+
+
+def png_bytes(img: np.ndarray | Image.Image) -> bytes:
+    buf = io.BytesIO()
+    (img if isinstance(img, Image.Image) else Image.fromarray(img)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def add_file(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+
+def make_archive(
+    path: Path,
+    n_train: int = 12,
+    n_test: int = 6,
+    extra: dict[str, bytes] | None = None,
+    skip: frozenset[str] = frozenset(),
+) -> Path:
+    """Write a fastai-layout .tgz; `extra` adds or replaces members; `skip` drops member prefixes."""
+    root, train, test, classes = LAYOUTS[path.name]
+    members: dict[str, bytes] = {}
+    for split, n in ((train, n_train), (test, n_test)):
+        for label, cls in enumerate(classes):
+            for i in range(n):
+                seed = zlib.crc32(f"{split}/{cls}/{i}".encode())
+                members[f"{root}/{split}/{cls}/{i}.png"] = png_bytes(digit(label, seed))
+    members = {n: d for n, d in members.items() if not any(n.startswith(s) for s in skip)}
+    members.update(extra or {})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # mtime=0 in the gzip header: the same archive every time, so DVC sees no change.
+    with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
+        with tarfile.open(fileobj=gz, mode="w") as tar:
+            for name in sorted(members):
+                add_file(tar, name, members[name])
+    return path
+
+
+def make_mirror(folder: Path) -> Path:
+    """A folder that serves as MNIST_MIRROR, holding both tiny archives."""
+    for name in LAYOUTS:
+        make_archive(folder / name)
+    return folder

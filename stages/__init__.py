@@ -1,1 +1,0 @@
-"""MNIST → digit classifier, one module per DVC stage (see dvc.yaml)."""

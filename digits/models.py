@@ -6,6 +6,8 @@ material's sigmoid `mnist_loss`; more classes get one output per class and
 cross-entropy.
 """
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -42,18 +44,24 @@ def mnist_loss(preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return torch.where(targets == 1, 1 - preds, preds).mean()
 
 
-def model_loss(preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def model_loss(preds: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
     """The loss every model here trains on: mnist_loss for one output, else cross-entropy."""
-    return mnist_loss(preds, targets) if preds.shape[1] == 1 else F.cross_entropy(preds, targets)
+    if preds.shape[1] == 1:
+        return mnist_loss(preds, targets)
+    return F.cross_entropy(preds, targets, label_smoothing=label_smoothing)
 
 
 def predict_labels(preds: torch.Tensor) -> torch.Tensor:
     return (preds.squeeze(1) > 0).long() if preds.shape[1] == 1 else preds.argmax(1)
 
 
-def normalise(x: torch.Tensor, mean: float, std: float) -> torch.Tensor:
-    """uint8 N×28×28 -> float N×1×28×28; done per batch so the dataset stays uint8."""
-    return ((x.float() / 255 - mean) / std).unsqueeze(1)
+def normalise(
+    x: torch.Tensor, mean: float, std: float, transform: Callable[[torch.Tensor], torch.Tensor] | None = None
+) -> torch.Tensor:
+    """uint8 N×28×28 -> float N×1×28×28; done per batch so the dataset stays uint8.
+    `transform` changes the pixels (0 to 1, black 0) before they are standardised."""
+    pixels = x.float().unsqueeze(1) / 255
+    return ((transform(pixels) if transform else pixels) - mean) / std
 
 
 @torch.no_grad()

@@ -84,6 +84,11 @@ class Train(Section):
     schedule: str
     momentum: float
     weight_decay: float
+    shift: float
+    rotate: float
+    scale: float
+    label_smoothing: float
+    ema: float
     seed: int
     device: str
     nproc: int
@@ -126,6 +131,11 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "train.schedule": _one_of(SCHEDULES),
     "train.momentum": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
     "train.weight_decay": (lambda v: v >= 0, "a number >= 0"),
+    "train.shift": (lambda v: 0 <= v <= 14, "pixels in [0, 14]"),
+    "train.rotate": (lambda v: 0 <= v <= 180, "degrees in [0, 180]"),
+    "train.scale": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "train.label_smoothing": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "train.ema": (lambda v: 0 <= v < 1, "a number in [0, 1); 0 turns it off"),
     "train.seed": (lambda v: v >= 0, "an integer >= 0"),
     "train.device": _one_of(DEVICES),
     "train.nproc": (lambda v: v >= 1, "an integer >= 1"),

@@ -12,16 +12,20 @@ same weights; rank 0 writes the outputs. With BatchNorm (the cnn), each rank
 normalises with its own shard's statistics, as DistributedDataParallel does.
 """
 
+import copy
 import math
 import os
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
+from functools import partial
 
 import torch
 import torch.distributed as dist
 from dvclive import Live
+from fastprogress.fastprogress import progress_bar
 
+from digits.augment import random_affine, warp
 from digits.cli import StageError, path_args, run
 from digits.files import atomic_dir, load_tensors, save_tensors
 from digits.models import build_model, model_loss, normalise, score
@@ -91,6 +95,15 @@ def check_finite(value: float, what: str, epoch: int, step: int, lr: float) -> N
         )
 
 
+@torch.no_grad()
+def update_average(average: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """average = decay * average + (1 - decay) * weights; BatchNorm's statistics are copied."""
+    for a, p in zip(average.parameters(), model.parameters()):
+        a.lerp_(p, 1 - decay)
+    for a, b in zip(average.buffers(), model.buffers()):
+        a.copy_(b)
+
+
 def fit(
     params: Train,
     train: dict,
@@ -106,12 +119,16 @@ def fit(
     pixels = x.float() / 255
     mean, std = pixels.mean().item(), pixels.std().item()
     del pixels  # a float copy of the whole set is 4 times its uint8 size
-    model = build_model(params.model, len(train["classes"])).to(device)  # 1. initialise the weights
+    model = build_model(params.model, len(train["classes"])).to(device)  # 1. initialise
     # NHWC convolutions are faster per CNN batch on a CPU (bench/channels_last.py measures it).
     model = model.to(memory_format=torch.channels_last)
+    average = copy.deepcopy(model) if params.ema else model  # what is validated and saved
     weights = list(model.parameters())
     velocity = [torch.zeros_like(p) for p in weights]
     order = torch.Generator().manual_seed(params.seed)
+    jitter = torch.Generator().manual_seed(params.seed + 1)
+    augmenting = params.shift or params.rotate or params.scale
+    loss_fn = partial(model_loss, label_smoothing=params.label_smoothing)
     steps = params.epochs * math.ceil(len(y) / params.batch_size)
     step = 0
     for epoch in range(params.epochs):  # 6. repeat
@@ -120,13 +137,18 @@ def fit(
         batches = torch.randperm(len(y), generator=order).split(params.batch_size)
         if len(batches[-1]) < world:  # every rank needs a share of every batch
             batches = batches[:-1]
-        for batch in batches:
+        shown = progress_bar(batches, leave=False) if rank == 0 and sys.stdout.isatty() else batches
+        for batch in shown:
             shard = batch[rank::world].to(device)
+            transform = None
+            if augmenting:  # drawn for the whole batch, so every rank draws the same numbers
+                theta = random_affine(len(batch), jitter, params.shift, params.rotate, params.scale)
+                transform = partial(warp, theta=theta[rank::world])
             lr = one_cycle(step / steps, params.lr) if params.schedule == "one_cycle" else params.lr
             loss = train_step(
                 model,
-                model_loss,
-                normalise(x[shard], mean, std),
+                loss_fn,
+                normalise(x[shard], mean, std, transform),
                 y[shard],
                 weights,
                 velocity,
@@ -135,12 +157,14 @@ def fit(
                 params.weight_decay,
                 share=len(shard) / len(batch),
             )
+            if params.ema:
+                update_average(average, model, params.ema)
             step += 1
             check_finite(loss.item(), "loss", epoch, step, params.lr)
             total += loss * len(shard)
         if world > 1:
             dist.all_reduce(total)
-        valid_loss, valid_acc, _ = score(model, vx, vy, mean, std)
+        valid_loss, valid_acc, _ = score(average, vx, vy, mean, std)
         check_finite(valid_loss, "validation loss", epoch, step, params.lr)
         row = {"train_loss": total.item() / len(y), "valid_loss": valid_loss, "valid_accuracy": valid_acc}
         log(epoch, row)
@@ -150,9 +174,9 @@ def fit(
         "classes": train["classes"],
         "mean": mean,
         "std": std,
-        "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+        "state_dict": {k: v.cpu() for k, v in average.state_dict().items()},
     }
-    return model, checkpoint
+    return average, checkpoint
 
 
 def main() -> None:

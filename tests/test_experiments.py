@@ -59,7 +59,7 @@ def test_exp_run_and_queue_show_up_in_exp_show(repo):
     assert exps["lr-high"]["params"]["train"]["lr"] == 0.3
     assert exps["lr-mid"]["params"]["train"]["lr"] == 0.2
     assert all(0 <= e["metrics"]["accuracy"] <= 1 for e in exps.values())
-    table = sh(repo, "dvc", "exp", "show", "--no-pager").stdout
+    table = sh(repo, "dvc", "exp", "show", "--no-pager", "--only-changed").stdout  # narrow enough for names
     assert all(name in table for name in ("lr-low", "lr-high", "lr-mid"))
 
 
@@ -124,3 +124,14 @@ def test_plots_diff_report_renders_both_runs_in_chromium(repo, tmp_path):
     rendered = len(re.findall(r'<(canvas|svg)[^>]*class="marks"', dom))
     assert len(specs) >= 3 and rendered == len(specs), (len(specs), rendered)
     assert dom.count("<img") >= 4  # samples and worst mistakes, for both runs
+
+
+def test_three_seed_sweep_is_one_queued_command(repo):
+    # docs/experiments.md: the seed variance behind BENCHMARKS.md, as one command.
+    queued = sh(repo, "dvc", "exp", "run", "--queue", "-S", "train.seed=range(42,45)")
+    try:
+        seeds = sorted(re.findall(r"train\.seed=(\d+)", queued.stdout))
+        assert seeds == ["42", "43", "44"], queued.stdout
+        assert len(re.findall(r"Queued", sh(repo, "dvc", "queue", "status").stdout)) == 3
+    finally:
+        sh(repo, "dvc", "queue", "remove", "--queued")

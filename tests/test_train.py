@@ -17,6 +17,11 @@ PARAMS = Train(
     schedule="constant",
     momentum=0.0,
     weight_decay=0.0,
+    shift=0.0,
+    rotate=0.0,
+    scale=0.0,
+    label_smoothing=0.0,
+    ema=0.0,
     seed=0,
     device="cpu",
     nproc=1,
@@ -128,3 +133,22 @@ def test_normalise_makes_float_channels():
         and out.dtype == torch.float32
         and torch.allclose(out, torch.full_like(out, 2.0))
     )
+
+
+def test_moving_average_of_the_weights():
+    model, average = build_model("mlp", 3), build_model("mlp", 3)
+    before = [p.clone() for p in average.parameters()]
+    tr.update_average(average, model, decay=0.9)
+    for a, b, p in zip(average.parameters(), before, model.parameters()):
+        assert torch.allclose(a, 0.9 * b + 0.1 * p, atol=1e-6)
+
+
+def test_augmentation_ema_and_smoothing_still_learn_and_stay_deterministic():
+    data = tensors(["0", "1", "2"], 48, 1), tensors(["0", "1", "2"], 24, 2)
+    extras = dict(shift=2.0, rotate=10.0, scale=0.1, label_smoothing=0.1, ema=0.9)
+    params = dataclasses.replace(PARAMS, model="cnn", lr=0.05, momentum=0.9, epochs=4, **extras)
+    rows = []
+    a = tr.fit(params, *data, torch.device("cpu"), lambda epoch, row: rows.append(row))[1]
+    b = tr.fit(params, *data, torch.device("cpu"))[1]
+    assert rows[-1]["valid_accuracy"] == 1.0
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])

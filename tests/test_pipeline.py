@@ -69,36 +69,18 @@ def test_editing_a_helper_reruns_only_the_stages_that_import_it(repo, mirror):
         (repo / "digits" / "images.py").write_text(images)
 
 
+def train_into(repo: Path, model: Path, live: Path) -> subprocess.CompletedProcess:
+    """The train stage, run by hand into outputs of our own."""
+    cmd = ["-m", "stages.train", "--prepared", "data/prepared", "--model", str(model), "--live", str(live)]
+    return sh(repo, sys.executable, *cmd, check=False)
+
+
 def test_diverging_training_writes_no_model_or_metrics(tmp_path, repo):
-    run = sh(
-        repo,
-        sys.executable,
-        "-m",
-        "stages.train",
-        "--prepared",
-        "data/prepared",
-        "--model",
-        str(tmp_path / "model.pt"),
-        "--live",
-        str(tmp_path / "live"),
-        check=False,
-    )
+    run = train_into(repo, tmp_path / "model.pt", tmp_path / "live")
     assert run.returncode == 0
     set_params(repo, {"train": {"lr": 1000.0, "momentum": 0.0}})
     try:
-        run = sh(
-            repo,
-            sys.executable,
-            "-m",
-            "stages.train",
-            "--prepared",
-            "data/prepared",
-            "--model",
-            str(tmp_path / "m2.pt"),
-            "--live",
-            str(tmp_path / "live2"),
-            check=False,
-        )
+        run = train_into(repo, tmp_path / "m2.pt", tmp_path / "live2")
     finally:
         set_params(repo, {"train": {"lr": 0.05, "momentum": 0.9}})
     assert run.returncode == 1

@@ -236,9 +236,10 @@ def compare(stage: Stage, seen: Observed) -> list[str]:
     code_deps = {d for d in stage.deps if d.endswith(".py")}
     data_deps = [d for d in stage.deps if d not in code_deps]
     name, problems = stage.name, []
-    problems += [
+    problems += [  # a folder dep covers the code in it
         f"{name} imports {f}, which is not in its deps: add it, or stop importing it"
         for f in sorted(seen.code - code_deps)
+        if not any(under(f, d) for d in data_deps)
     ]
     problems += [
         f"{name} declares dep {f}, which it never imports: remove it from its deps"
@@ -252,7 +253,7 @@ def compare(stage: Stage, seen: Observed) -> list[str]:
     problems += [
         f"{name} declares dep {d}, which it never reads: remove it from its deps"
         for d in data_deps
-        if not any(under(f, d) for f in seen.reads)
+        if not any(under(f, d) for f in seen.reads | seen.code)
     ]
     problems += [
         f"{name} writes {f}, which is not in its outs: add it, or stop writing it"

@@ -104,7 +104,8 @@ def test_bad_params_fail_before_any_work(repo, mirror):
     assert run.returncode == 1
     assert run.stderr.strip() == (
         "error: params.yaml: unknown key 'train.learning_rate'; did you mean 'lr'? "
-        "(allowed: model, epochs, batch_size, lr, schedule, momentum, weight_decay, seed, device, nproc)"
+        "(allowed: model, epochs, batch_size, lr, schedule, momentum, weight_decay, shift, rotate, scale, "
+        "label_smoothing, ema, seed, device, nproc)"
     )
     assert not (repo / "data" / "other").exists()
 

@@ -180,6 +180,9 @@ def test_harmless_changes_pass(repo, edit, mirror):
     edit("params.yaml", text, "# reformatted\n" + text.replace(": ", ":   "))
     # A comment in a stage, rerun and committed as DVC asks: the results stay byte-identical.
     edit("stages/evaluate.py", MAIN, MAIN + "    # why: a harmless comment\n")
+    # A whole folder as a dep covers the code download imports from it.
+    helpers = "      - digits/cli.py\n      - digits/files.py\n      - digits/params.py\n"
+    edit("dvc.yaml", "      - stages/download.py\n" + helpers, "      - stages/download.py\n      - digits\n")
     sh(repo, "dvc", "repro", mirror=mirror)
     result = validate(repo)
     sh(repo, "git", "checkout", "HEAD", "--", "dvc.lock")

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from sections import write_section  # bench/, the script's own folder
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -324,9 +325,7 @@ def report(results: dict) -> str:
         list(results["nproc"]["seconds"].items()), columns=["`train.nproc`", "seconds"]
     ).round(1)
     markdown = {"index": False, "tablefmt": "github"}
-    return f"""# Benchmarks
-
-Produced by `MNIST_MIRROR=../shared/data .venv/bin/python bench/compare.py` (raw numbers in
+    return f"""Produced by `MNIST_MIRROR=../shared/data .venv/bin/python bench/compare.py` (raw numbers in
 `bench/results.json`; `--report-only` rebuilds this page from them), on: {results["machine"]}.
 
 Full MNIST, {results["epochs"]} epochs, same CNN, batch size, learning rate, one-cycle schedule,
@@ -370,7 +369,7 @@ def main() -> None:
         results = json.loads((ROOT / "bench" / "results.json").read_text())
         results.update(summarise(results["raw"]))
         (ROOT / "bench" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-        (ROOT / "BENCHMARKS.md").write_text(report(results))
+        write_section("bench/compare.py", report(results))
         return
     if args.role:
         result = {
@@ -417,7 +416,7 @@ def main() -> None:
     results["train_stage_peak_rss_mb"] = in_subprocess("train-stage", "--path", str(prepared))["peak_rss_mb"]
     results["nproc"] = nproc_timings(prepared)
     (ROOT / "bench" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (ROOT / "BENCHMARKS.md").write_text(report(results))
+    write_section("bench/compare.py", report(results))
     print(report(results))
 
 

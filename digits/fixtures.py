@@ -12,7 +12,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 LAYOUTS = {  # archive -> (root folder, train split, test split, classes)
     "mnist_png.tgz": ("mnist_png", "training", "testing", ["0", "1", "2"]),
@@ -25,6 +25,24 @@ def digit(label: int, seed: int) -> np.ndarray:
     img = rng.integers(0, 40, (28, 28), dtype=np.uint8)
     img[4:24, 3 + 8 * label : 7 + 8 * label] = 255
     return img
+
+
+# Hand-drawn digits for the predict command and the drawing page: strokes on a
+# 280×280 canvas, as a person draws them. Each is a polyline through these points.
+STROKES = {
+    "0": [(140 + 60 * np.sin(t * np.pi / 10), 140 - 90 * np.cos(t * np.pi / 10)) for t in range(21)],
+    "1": [(140, 50), (140, 230)],
+    "7": [(80, 60), (200, 60), (120, 230)],
+}
+
+
+def drawn(label: str, seed: int = 0, jitter: float = 0.0) -> Image.Image:
+    """A white-on-black 280×280 drawing of `label`; jitter moves each point up to that many pixels."""
+    rng = np.random.default_rng(seed)
+    points = [(x + rng.uniform(-jitter, jitter), y + rng.uniform(-jitter, jitter)) for x, y in STROKES[label]]
+    image = Image.new("L", (280, 280))
+    ImageDraw.Draw(image).line(points, fill=255, width=int(rng.integers(14, 27)), joint="curve")
+    return image
 
 
 def png_bytes(img: np.ndarray | Image.Image) -> bytes:

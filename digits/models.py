@@ -7,10 +7,14 @@ cross-entropy.
 """
 
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from digits.cli import StageError
+from digits.files import load_tensors
 
 
 def conv(ni: int, nf: int, ks: int = 3) -> nn.Sequential:
@@ -55,6 +59,25 @@ def predict_labels(preds: torch.Tensor) -> torch.Tensor:
     return (preds.squeeze(1) > 0).long() if preds.shape[1] == 1 else preds.argmax(1)
 
 
+def probabilities(preds: torch.Tensor) -> torch.Tensor:
+    """N×classes probabilities: softmax, or for one output its sigmoid as the second class's."""
+    if preds.shape[1] == 1:
+        p = preds.sigmoid()
+        return torch.cat([1 - p, p], dim=1)
+    return preds.softmax(1)
+
+
+def load_model(path: Path) -> tuple[nn.Module, dict]:
+    """A model written by the train stage, in eval mode, and its checkpoint (classes, mean, std)."""
+    checkpoint = load_tensors(path, keys=("model", "classes", "mean", "std", "state_dict"))
+    try:
+        model = build_model(checkpoint["model"], len(checkpoint["classes"]))
+        model.load_state_dict(checkpoint["state_dict"])
+    except (RuntimeError, ValueError, TypeError) as e:
+        raise StageError(f"{path}: weights do not fit model {checkpoint['model']!r} ({e})") from None
+    return model.eval(), checkpoint
+
+
 def normalise(
     x: torch.Tensor, mean: float, std: float, transform: Callable[[torch.Tensor], torch.Tensor] | None = None
 ) -> torch.Tensor:
@@ -68,12 +91,12 @@ def normalise(
 def score(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, mean: float, std: float, batch_size: int = 1000
 ) -> tuple[float, float, torch.Tensor]:
-    """Mean loss, accuracy and predicted labels over (x, y), in eval mode."""
+    """Mean loss, accuracy and the model's raw outputs over (x, y), in eval mode."""
     model.eval()
-    total, labels = 0.0, []
+    total, outputs = 0.0, []
     for i in range(0, len(y), batch_size):
         preds = model(normalise(x[i : i + batch_size], mean, std))
         total += model_loss(preds, y[i : i + batch_size]).item() * len(preds)
-        labels.append(predict_labels(preds))
-    labels = torch.cat(labels)
-    return total / len(y), (labels == y).float().mean().item(), labels
+        outputs.append(preds)
+    preds = torch.cat(outputs)
+    return total / len(y), (predict_labels(preds) == y).float().mean().item(), preds

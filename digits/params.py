@@ -98,6 +98,7 @@ class Train(Section):
 class Evaluate(Section):
     batch_size: int
     worst: int
+    bins: int
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "train.nproc": (lambda v: v >= 1, "an integer >= 1"),
     "evaluate.batch_size": (lambda v: v >= 1, "an integer >= 1"),
     "evaluate.worst": (lambda v: v >= 1, "an integer >= 1"),
+    "evaluate.bins": (lambda v: 1 <= v <= 100, "an integer in [1, 100]"),
     "validate.min_accuracy": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
     "validate.max_drop": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
 }

@@ -7,10 +7,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 import yaml
 
-from digits.fixtures import make_mirror
+from digits.files import save_tensors
+from digits.fixtures import STROKES, drawn, make_mirror
+from digits.params import Train
+from digits.predict import to_mnist
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,3 +73,40 @@ def sh(repo: Path, *cmd: str, mirror: Path | None = None, check: bool = True) ->
 
 def ran(result: subprocess.CompletedProcess) -> list[str]:
     return [line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")]
+
+
+def drawn_set(n: int, seed: int) -> dict:
+    """n jittered drawings of each STROKES digit, made into MNIST images as predict makes them."""
+    classes = sorted(STROKES)
+    pairs = [(i, seed * 10_000 + k) for k in range(n) for i in range(len(classes))]
+    x = np.stack([to_mnist(drawn(classes[i], s, jitter=25)) for i, s in pairs])
+    return {"x": torch.from_numpy(x), "y": torch.tensor([i for i, _ in pairs]), "classes": classes}
+
+
+@pytest.fixture(scope="session")
+def drawn_model(tmp_path_factory) -> Path:
+    """A model file, as the train stage writes it, that reads hand-drawn 0, 1 and 7."""
+    from stages.train import fit
+
+    params = Train(
+        model="mlp",
+        epochs=10,
+        batch_size=16,
+        lr=0.1,
+        schedule="one_cycle",
+        momentum=0.9,
+        weight_decay=0.0,
+        shift=0.0,
+        rotate=0.0,
+        scale=0.0,
+        label_smoothing=0.0,
+        ema=0.0,
+        seed=0,
+        device="cpu",
+        nproc=1,
+    )
+    valid = drawn_set(10, seed=1)
+    _, checkpoint = fit(params, drawn_set(60, seed=0), valid, torch.device("cpu"))
+    path = tmp_path_factory.mktemp("drawn") / "model.pt"
+    save_tensors(path, checkpoint)
+    return path

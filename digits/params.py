@@ -92,6 +92,7 @@ class Train(Section):
     seed: int
     device: str
     nproc: int
+    sync_bn: bool
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "train.seed": (lambda v: v >= 0, "an integer >= 0"),
     "train.device": _one_of(DEVICES),
     "train.nproc": (lambda v: v >= 1, "an integer >= 1"),
+    "train.sync_bn": (lambda v: True, "true or false"),
     "evaluate.batch_size": (lambda v: v >= 1, "an integer >= 1"),
     "evaluate.worst": (lambda v: v >= 1, "an integer >= 1"),
     "evaluate.bins": (lambda v: 1 <= v <= 100, "an integer in [1, 100]"),
@@ -158,7 +160,7 @@ def _unknown(key: str, known: list[str]) -> StageError:
 
 def _typed(key: str, value: Any, kind: type) -> Any:
     # bool is an int in Python; `epochs: true` is still a mistake.
-    ok = isinstance(value, kind) and not isinstance(value, bool)
+    ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value, ok = float(value), True
     if not ok:

@@ -15,6 +15,7 @@ import shutil
 import socket
 import tarfile
 import tempfile
+import urllib.request
 import warnings
 from pathlib import Path
 from urllib.parse import urlparse
@@ -52,16 +53,25 @@ def source_url(dataset: str, mirror: str | None) -> str:
 
 
 def check_reachable(url: str, timeout: float = 5.0) -> None:
-    """Fail in seconds, not after a long network timeout, when offline."""
+    """Fail in seconds, not after a long network timeout, when offline. Behind a proxy
+    (HTTPS_PROXY, HTTP_PROXY, NO_PROXY, as urllib and so fastai's download read them),
+    the proxy is what must answer."""
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https"):
         return
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    proxy = urllib.request.getproxies().get(parsed.scheme)
+    if proxy and not urllib.request.proxy_bypass(parsed.hostname or ""):
+        via = urlparse(proxy if "://" in proxy else "http://" + proxy)
+        host, port, how = via.hostname, via.port or 80, f" through proxy {proxy}"
+    else:
+        host, port, how = parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80), ""
     try:
-        socket.create_connection((parsed.hostname, port), timeout=timeout).close()
+        socket.create_connection((host, port), timeout=timeout).close()
     except OSError as e:
         name = Path(parsed.path).name
-        raise StageError(f"cannot reach {url} ({e}); offline? " + MIRROR_HELP.format(name=name)) from None
+        raise StageError(
+            f"cannot reach {url}{how} ({e}); offline? " + MIRROR_HELP.format(name=name)
+        ) from None
 
 
 def check_archive(archive: Path) -> None:
@@ -117,7 +127,9 @@ def download(dataset: str, out: Path, mirror: str | None) -> dict:
             tempfile.tempdir = str(scratch)
             try:
                 scratch.mkdir(parents=True)
-                root = untar_data(url, archive=staging, data=scratch, base=str(scratch))
+                # Absolute paths: fastdownload reads relative ones against `base` and would
+                # not find the archive there, so it would fetch it a second time.
+                root = untar_data(url, archive=staging.absolute(), data=scratch.absolute(), base=str(scratch))
                 images = list_images(root, SPLITS[dataset])
             finally:
                 tempfile.tempdir = None

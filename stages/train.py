@@ -6,10 +6,14 @@ Writes: MODEL (weights, class names and input normalisation) and LIVE, a
 
 Runs as one process, or with train.nproc > 1 as that many under torchrun (it
 starts itself again that way; across machines, start it with torchrun
---nnodes yourself). Each rank trains on its share of every global batch, and
-gradients are summed across ranks before the update, so all ranks hold the
-same weights; rank 0 writes the outputs. With BatchNorm (the cnn), each rank
-normalises with its own shard's statistics, as DistributedDataParallel does.
+--nnodes yourself). Each rank trains on its share of every global batch (a
+share may be empty), and gradients are summed across ranks before the update,
+so all ranks hold the same weights; rank 0 writes the outputs. With BatchNorm
+(the cnn), each rank normalises with its own share's statistics, as
+DistributedDataParallel does, unless train.sync_bn asks for the whole batch's;
+either way the running statistics are averaged across ranks before each
+validation, so the saved model's describe all the training data. Each rank
+validates its share of the validation set, and the sums are all-reduced.
 """
 
 import copy
@@ -17,7 +21,6 @@ import math
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import asdict
 from functools import partial
 
 import torch
@@ -29,6 +32,7 @@ from digits.augment import random_affine, warp
 from digits.cli import StageError, path_args, run
 from digits.files import atomic_dir, load_tensors, save_tensors
 from digits.models import build_model, model_loss, normalise, score
+from digits.parallel import average_buffers, check_gpus, synchronise_batchnorm, threads_per_process
 from digits.params import Train, load_params
 
 
@@ -78,7 +82,7 @@ def train_step(
 ) -> torch.Tensor:
     """Steps 2 to 5 on one batch. `share` is this rank's part of the global batch."""
     preds = predict(xb)  # 2. predict
-    loss = loss_fn(preds, yb)  # 3. compute the loss
+    loss = loss_fn(preds, yb) if len(yb) else preds.sum()  # 3. compute the loss (0 for an empty share)
     (loss * share).backward()  # 4. compute the gradients
     if dist.is_initialized():  #    ... summed over ranks: the global batch's gradient
         for p in weights:
@@ -104,6 +108,19 @@ def update_average(average: torch.nn.Module, model: torch.nn.Module, decay: floa
         a.copy_(b)
 
 
+def validate(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, mean: float, std: float, rank: int, world: int
+) -> tuple[float, float]:
+    """Validation loss and accuracy; with several ranks, each scores its share and the sums are added."""
+    if world == 1:
+        return score(model, x, y, mean, std)[:2]
+    n = len(y[rank::world])
+    loss, accuracy, _ = score(model, x[rank::world], y[rank::world], mean, std) if n else (0.0, 0.0, None)
+    sums = torch.tensor([loss * n, round(accuracy * n), n], dtype=torch.float64, device=x.device)
+    dist.all_reduce(sums)
+    return (sums[0] / sums[2]).item(), (sums[1] / sums[2]).item()
+
+
 def fit(
     params: Train,
     train: dict,
@@ -120,6 +137,8 @@ def fit(
     mean, std = pixels.mean().item(), pixels.std().item()
     del pixels  # a float copy of the whole set is 4 times its uint8 size
     model = build_model(params.model, len(train["classes"])).to(device)  # 1. initialise
+    if world > 1 and params.sync_bn:
+        model = synchronise_batchnorm(model, device)
     # NHWC convolutions are faster per CNN batch on a CPU (bench/channels_last.py measures it).
     model = model.to(memory_format=torch.channels_last)
     average = copy.deepcopy(model) if params.ema else model  # what is validated and saved
@@ -135,8 +154,6 @@ def fit(
         model.train()
         total = torch.zeros((), device=device)
         batches = torch.randperm(len(y), generator=order).split(params.batch_size)
-        if len(batches[-1]) < world:  # every rank needs a share of every batch
-            batches = batches[:-1]
         shown = progress_bar(batches, leave=False) if rank == 0 and sys.stdout.isatty() else batches
         for batch in shown:
             shard = batch[rank::world].to(device)
@@ -164,7 +181,8 @@ def fit(
             total += loss * len(shard)
         if world > 1:
             dist.all_reduce(total)
-        valid_loss, valid_acc, _ = score(average, vx, vy, mean, std)
+            average_buffers(average)
+        valid_loss, valid_acc = validate(average, vx, vy, mean, std, rank, world)
         check_finite(valid_loss, "validation loss", epoch, step, params.lr)
         row = {"train_loss": total.item() / len(y), "valid_loss": valid_loss, "valid_accuracy": valid_acc}
         log(epoch, row)
@@ -183,23 +201,30 @@ def main() -> None:
     args = path_args(__doc__, "prepared", "model", "live")
     params = load_params().train
     device = pick_device(params.device)
+    if device.type == "cuda":
+        check_gpus(params.nproc, torch.cuda.device_count())
     if params.nproc > 1 and "WORLD_SIZE" not in os.environ:
         # Start again under torchrun, which starts nproc copies of this stage.
         torchrun = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={params.nproc}"]
         os.execv(sys.executable, [sys.executable, *torchrun, "-m", "stages.train", *sys.argv[1:]])
     train, valid = load_tensors(args.prepared / "train.pt"), load_tensors(args.prepared / "valid.pt")
     if int(os.environ.get("WORLD_SIZE", 1)) > 1:  # one of several processes started by torchrun
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        local_world = int(os.environ["LOCAL_WORLD_SIZE"])
         if device.type == "cuda":
+            check_gpus(local_world, torch.cuda.device_count(), "torchrun's --nproc_per_node")
             device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["LOCAL_WORLD_SIZE"])))
+            torch.cuda.set_device(device)  # before nccl starts, so each rank talks from its own GPU
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        torch.set_num_threads(threads_per_process(local_world))
     if dist.is_initialized() and dist.get_rank() > 0:
         fit(params, train, valid, device)  # in step with rank 0, which writes the outputs
     else:
         with atomic_dir(args.live) as staging:
             live = Live(str(staging), save_dvc_exp=False, dvcyaml=None)
-            processes = dist.get_world_size() if dist.is_initialized() else 1
-            live.log_params({**asdict(params), "device_used": device.type, "processes": processes})
+            # Facts of this run beside its metrics (its params are params.yaml's, which DVC shows).
+            live.summary.update(
+                device=device.type, processes=dist.get_world_size() if dist.is_initialized() else 1
+            )
 
             def log(epoch: int, row: dict) -> None:
                 print(

@@ -104,6 +104,7 @@ def drawn_model(tmp_path_factory) -> Path:
         seed=0,
         device="cpu",
         nproc=1,
+        sync_bn=False,
     )
     valid = drawn_set(10, seed=1)
     _, checkpoint = fit(params, drawn_set(60, seed=0), valid, torch.device("cpu"))

@@ -1,59 +1,130 @@
-"""train under torchrun: 2 CPU processes with gloo against 1 process, same global batch and seed."""
+"""train under torchrun: CPU processes with gloo against 1 process, same global batch and seed."""
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 from test_train import tensors
 
 from conftest import ROOT, SMALL, copy_repo, ran, set_params, sh
+from digits.cli import StageError
 from digits.files import save_tensors
+from digits.parallel import check_gpus, threads_per_process
+
+STAGE = [
+    sys.executable,
+    "-m",
+    "stages.train",
+    "--prepared",
+    "prepared",
+    "--model",
+    "model.pt",
+    "--live",
+    "live",
+]
 
 
-def train_in(folder: Path, nproc: int) -> subprocess.CompletedProcess:
+def prepare(folder: Path, n_train: int = 50, **train: object) -> None:
+    """params.yaml and a prepared/ folder of n_train fixture images, as the train stage reads them."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["train"].update(model="mlp", epochs=2, batch_size=8, lr=0.05, nproc=nproc)
+    params["train"].update({"model": "mlp", "epochs": 2, "batch_size": 8, "lr": 0.05, **train})
+    folder.mkdir(parents=True, exist_ok=True)
     (folder / "params.yaml").write_text(yaml.safe_dump(params))
-    for name, seed in (("train", 1), ("valid", 2)):
-        save_tensors(
-            folder / "prepared" / f"{name}.pt", tensors(["0", "1", "2"], 50 if name == "train" else 12, seed)
-        )
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "stages.train",
-            "--prepared",
-            "prepared",
-            "--model",
-            "model.pt",
-            "--live",
-            "live",
-        ],
-        cwd=folder,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    for name, n, seed in (("train", n_train, 1), ("valid", 13, 2)):
+        save_tensors(folder / "prepared" / f"{name}.pt", tensors(["0", "1", "2"], n, seed))
+
+
+def run(folder: Path, cmd: list[str] = STAGE) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        cmd, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
 
 
-def test_two_gloo_processes_match_one(tmp_path):
-    runs = {}
-    for nproc in (1, 2):
-        (tmp_path / str(nproc)).mkdir()
-        result = train_in(tmp_path / str(nproc), nproc)
-        assert result.returncode == 0, result.stderr
-        live = yaml.safe_load((tmp_path / str(nproc) / "live" / "params.yaml").read_text())
-        assert live["processes"] == nproc
-        runs[nproc] = torch.load(tmp_path / str(nproc) / "model.pt", weights_only=True)["state_dict"]
-    assert runs[1].keys() == runs[2].keys()
-    for k in runs[1]:
-        assert torch.allclose(runs[1][k], runs[2][k], atol=1e-5, rtol=0), k
+def trained(folder: Path) -> dict[str, torch.Tensor]:
+    return torch.load(folder / "model.pt", weights_only=True)["state_dict"]
+
+
+def train_with(folder: Path, nproc: int, **train: object) -> dict[str, torch.Tensor]:
+    prepare(folder, nproc=nproc, **train)
+    proc = run(folder)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert json.loads((folder / "live" / "metrics.json").read_text())["processes"] == nproc
+    return trained(folder)
+
+
+def biggest_difference(a: dict, b: dict) -> float:
+    assert a.keys() == b.keys()
+    return max((a[k].double() - b[k].double()).abs().max().item() for k in a)
+
+
+def test_uneven_shards_match_one_process(tmp_path):
+    # 50 images in batches of 8: 6 full batches and one of 2. With 3 ranks the shares are
+    # 3, 3 and 2 images, and in the last batch 1, 1 and none; with 2 ranks, 4 and 4, then 1 and 1.
+    one = train_with(tmp_path / "1", 1)
+    for nproc in (2, 3):
+        assert biggest_difference(one, train_with(tmp_path / str(nproc), nproc)) < 1e-5, nproc
+
+
+def test_cnn_with_synchronised_batchnorm_matches_one_process(tmp_path):
+    cnn = {"model": "cnn", "batch_size": 10}
+    one = train_with(tmp_path / "1", 1, **cnn)
+    synced = train_with(tmp_path / "synced", 2, sync_bn=True, **cnn)
+    # Float sums in another order are the only difference: stated tolerance 1e-4.
+    assert biggest_difference(one, synced) < 1e-4
+    # Each rank normalising with its own share's statistics gives other weights.
+    assert biggest_difference(one, train_with(tmp_path / "unsynced", 2, **cnn)) > 1e-3
+
+
+def test_saved_running_means_are_the_average_over_ranks_not_rank_0s(tmp_path):
+    # With the weights held still (a vanishing lr) and equal shares (5 and 5 of each batch
+    # of 10), the first BatchNorm's input is the same in both runs, and the ranks' average
+    # running mean is the whole data's; rank 0's alone is not. (Deeper layers see inputs
+    # normalised by each share's statistics, so theirs differ.)
+    still = {"model": "cnn", "batch_size": 10, "lr": 1e-12}
+    one = train_with(tmp_path / "1", 1, **still)["0.1.running_mean"]
+    two = train_with(tmp_path / "2", 2, **still)["0.1.running_mean"]
+    assert torch.allclose(one, two, atol=1e-6), (one - two).abs().max()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_nodes_with_c10d_rendezvous_match_one_process(tmp_path):
+    # docs/scale-out.md: the same command on each node; here both "nodes" are this machine.
+    one = train_with(tmp_path / "one", 1)
+    port = free_port()
+    launchers = []
+    for node in ("node0", "node1"):
+        prepare(tmp_path / node)
+        torchrun = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1"]
+        rendezvous = ["--rdzv_backend", "c10d", "--rdzv_endpoint", f"127.0.0.1:{port}", "--rdzv_id", "digits"]
+        launchers.append(run(tmp_path / node, [*torchrun, *rendezvous, *STAGE[1:]]))
+    for launcher in launchers:
+        out, err = launcher.communicate(timeout=300)
+        assert launcher.returncode == 0, err
+    written = [n for n in ("node0", "node1") if (tmp_path / n / "model.pt").exists()]
+    assert len(written) == 1  # rank 0 writes; which node it lands on is the rendezvous's choice
+    assert json.loads((tmp_path / written[0] / "live" / "metrics.json").read_text())["processes"] == 2
+    assert biggest_difference(one, trained(tmp_path / written[0])) < 1e-5
+
+
+def test_one_process_per_gpu_and_threads_from_the_cpus_this_process_may_use():
+    with pytest.raises(StageError, match="train.nproc = 4 but 1 CUDA GPU.* at most 1"):
+        check_gpus(4, 1)
+    check_gpus(2, 2)
+    cpus = len(os.sched_getaffinity(0))
+    assert threads_per_process(1) == cpus and threads_per_process(cpus * 4) == 1
 
 
 def test_dvc_repro_with_two_processes(tmp_path_factory, mirror):
@@ -61,6 +132,6 @@ def test_dvc_repro_with_two_processes(tmp_path_factory, mirror):
     set_params(repo, {**SMALL, "train": {**SMALL["train"], "nproc": 2}})
     result = sh(repo, "dvc", "repro", mirror=mirror)
     assert ran(result) == ["download", "preprocess", "train", "evaluate"]
-    assert yaml.safe_load((repo / "metrics" / "train" / "params.yaml").read_text())["processes"] == 2
+    assert json.loads((repo / "metrics" / "train" / "metrics.json").read_text())["processes"] == 2
     assert json.loads((repo / "metrics" / "test.json").read_text())["n"] == 18
     assert ran(sh(repo, "dvc", "repro", mirror=mirror)) == []

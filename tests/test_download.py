@@ -1,10 +1,20 @@
+import functools
+import http.server
 import io
 import json
+import os
+import shutil
+import subprocess
+import sys
 import tarfile
+import threading
+import urllib.request
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 
+from conftest import ROOT
 from digits.cli import StageError
 from digits.fixtures import make_archive
 from stages import download as dl
@@ -104,3 +114,77 @@ def test_missing_split_and_empty_class_are_named(tmp_path):
     with pytest.raises(StageError, match="mnist_png/testing/2: class folder has no images"):
         dl.download("mnist", tmp_path / "out", str(tmp_path / "m2"))
     assert not (tmp_path / "out").exists()
+
+
+class Origin(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+class Proxy(http.server.BaseHTTPRequestHandler):
+    """A forward proxy for plain HTTP: whatever host a GET names, it asks `origin`."""
+
+    origin = ""
+    seen: list[str] = []
+
+    def do_GET(self) -> None:
+        self.seen.append(self.path)
+        with urllib.request.urlopen(self.origin + urlparse(self.path).path) as answer:
+            body = answer.read()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def servers(tmp_path):
+    make_archive(tmp_path / "mirror" / "fastai" / "mnist_png.tgz")
+    origin = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Origin, directory=str(tmp_path / "mirror"))
+    )
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    Proxy.origin, Proxy.seen = f"http://127.0.0.1:{origin.server_port}", []
+    for server in (origin, proxy):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{proxy.server_port}"
+    for server in (origin, proxy):
+        server.shutdown()
+
+
+def download_stage(folder: Path, **env: str) -> subprocess.CompletedProcess:
+    shutil.copy(ROOT / "params.yaml", folder / "params.yaml")
+    clean = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    return subprocess.run(
+        [sys.executable, "-m", "stages.download", "--out", "out"],
+        cwd=folder,
+        env={**clean, "PYTHONPATH": str(ROOT), "MNIST_MIRROR": "http://mirror.invalid/fastai", **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_download_goes_through_the_proxy_the_environment_names(tmp_path, servers):
+    # mirror.invalid never resolves: only a proxy can fetch it, as on a proxy-only network.
+    result = download_stage(tmp_path, HTTP_PROXY=servers)
+    assert result.returncode == 0, result.stderr
+    assert Proxy.seen == ["http://mirror.invalid/fastai/mnist_png.tgz"]
+    assert json.loads((tmp_path / "out" / "images.json").read_text())["archive"] == "mnist_png.tgz"
+
+
+def test_without_the_proxy_or_with_a_dead_one_the_error_says_which(tmp_path, servers):
+    result = download_stage(tmp_path)
+    assert (
+        result.returncode == 1
+        and "cannot reach http://mirror.invalid/fastai/mnist_png.tgz (" in result.stderr
+    )
+    dead = "http://127.0.0.1:9"  # the discard port: nothing listens there
+    result = download_stage(tmp_path, http_proxy=dead)
+    assert result.returncode == 1 and f"through proxy {dead}" in result.stderr
+    result = download_stage(tmp_path, HTTP_PROXY=dead, NO_PROXY="mirror.invalid")
+    assert result.returncode == 1 and "through proxy" not in result.stderr
+    assert not (tmp_path / "out").exists() and Proxy.seen == []

@@ -2,8 +2,15 @@
 the model registry: a registered version fetched by name with `dvc artifacts get`."""
 
 import json
+import socket
 import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
 
+import boto3
+import pytest
 import torch
 
 from conftest import SMALL, copy_repo, ran, set_params, sh
@@ -50,3 +57,76 @@ def test_push_clone_pull_round_trip(tmp_path_factory, mirror):
 
 def metrics_shown(repo) -> dict:
     return json.loads(sh(repo, "dvc", "metrics", "show", "--json").stdout)[""]["data"]
+
+
+@pytest.fixture
+def s3(monkeypatch) -> str:
+    """A local S3 endpoint (moto in server mode, as DVC's own S3 tests use) with one bucket."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    for var, value in {"AWS_ACCESS_KEY_ID": "team", "AWS_SECRET_ACCESS_KEY": "secret"}.items():
+        monkeypatch.setenv(var, value)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(endpoint, timeout=1)
+                break
+            except OSError:
+                time.sleep(0.2)
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="team")
+        yield endpoint
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def clone(origin, folder) -> Path:
+    subprocess.run(["git", "clone", "-q", str(origin), str(folder)], check=True)
+    sh(folder, "dvc", "pull")
+    return folder
+
+
+def test_team_on_s3_never_computes_a_stage_twice(tmp_path_factory, mirror, s3):
+    # docs/scale-out.md, "A team": the committed run on an S3 remote, then two members.
+    origin = copy_repo(tmp_path_factory.mktemp("origin"))
+    set_params(origin, SMALL)
+    sh(origin, "dvc", "repro", mirror=mirror)
+    sh(origin, "dvc", "remote", "add", "-d", "team", "s3://team/dvc")
+    sh(origin, "dvc", "remote", "modify", "team", "endpointurl", s3)
+    sh(origin, "git", "add", "-A")
+    sh(origin, "git", "commit", "-qm", "the committed run")
+    sh(origin, "dvc", "push")
+    a = clone(origin, tmp_path_factory.mktemp("a") / "repo")
+    assert (a / "data" / "model.pt").read_bytes() == (origin / "data" / "model.pt").read_bytes()
+    assert json.loads(sh(a, "dvc", "status", "--json").stdout) == {}
+    assert metrics_shown(a) == metrics_shown(origin)
+    assert ran(sh(a, "dvc", "repro")) == []
+
+    # Member A tries a learning rate, and shares the run.
+    set_params(a, {"train": {"lr": 0.123}})
+    assert ran(sh(a, "dvc", "repro")) == ["train", "evaluate"]
+    sh(a, "dvc", "push", "--run-cache")
+    # DVC alone pushes the run-cache entries but not their metrics and plots, so B retrains:
+    b = clone(origin, tmp_path_factory.mktemp("b") / "repo")
+    set_params(b, {"train": {"lr": 0.123}})
+    assert "train" in ran(sh(b, "dvc", "repro", "--pull"))
+    # ...until the entries' files are on the remote too.
+    assert "of their files pushed" in sh(a, "python", "scripts/push_runs.py").stdout
+    b = clone(origin, tmp_path_factory.mktemp("b2") / "repo")
+    set_params(b, {"train": {"lr": 0.123}})
+    result = sh(b, "dvc", "repro", "--pull")
+    assert ran(result) == [] and "epoch" not in result.stdout
+    assert "Stage 'train' is cached - skipping run" in result.stdout
+    for folder in ("metrics", "plots"):
+        for f in sorted((a / folder).rglob("*")):
+            if f.is_file():
+                assert (b / f.relative_to(a)).read_bytes() == f.read_bytes(), f
+    assert (b / "data" / "model.pt").read_bytes() == (a / "data" / "model.pt").read_bytes()

@@ -25,6 +25,7 @@ PARAMS = Train(
     seed=0,
     device="cpu",
     nproc=1,
+    sync_bn=False,
 )
 
 

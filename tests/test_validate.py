@@ -117,11 +117,11 @@ MISTAKES = {  # name: ([(file, text, replacement)], the line the validator must 
         "evaluate declares param train.seed, which it never reads: remove it from its params",
     ),
     "reads a file not in its deps": (
-        [("stages/evaluate.py", MAIN, MAIN + "    Path('plots/samples.png').read_bytes()\n")],
+        [("stages/evaluate.py", MAIN, MAIN + "    open('plots/samples.png', 'rb').read()\n")],
         "evaluate reads plots/samples.png, which is not in its deps: add it, or stop reading it",
     ),
     "writes a file not in its outs": (
-        [("stages/evaluate.py", MAIN, MAIN + "    Path('plots/extra.txt').write_text('x')\n")],
+        [("stages/evaluate.py", MAIN, MAIN + "    open('plots/extra.txt', 'w').write('x')\n")],
         "evaluate writes plots/extra.txt, which is not in its outs: add it, or stop writing it",
     ),
     "imports a module not in its deps": (
@@ -163,7 +163,7 @@ def test_each_mistake_fails_with_a_line_that_names_it(repo, edit, mistake):
 
 def test_undeclared_write_fails_even_after_a_clean_repro(repo, edit, mirror):
     # What a user would commit: the change, rerun with `dvc repro`, which DVC accepts.
-    edit("stages/evaluate.py", MAIN, MAIN + "    Path('plots/extra.txt').write_text('x')\n")
+    edit("stages/evaluate.py", MAIN, MAIN + "    open('plots/extra.txt', 'w').write('x')\n")
     sh(repo, "dvc", "repro", mirror=mirror)
     result = validate(repo)
     sh(repo, "git", "checkout", "HEAD", "--", "dvc.lock")

@@ -11,7 +11,7 @@ training images, and measure test accuracy (10,000 images) after each epoch:
 - ours: stages.train.fit on the cached uint8 tensors; timed from loading them.
 Each run is a fresh process, so its peak resident memory is its own. Also
 measured: preprocess throughput, a no-op `dvc repro`, and `dvc repro` after a
-change of train.lr alone. Writes bench/results.json and BENCHMARKS.md.
+change of train.lr alone. Writes bench/results.json and its section of BENCHMARKS.md.
 """
 
 import argparse
@@ -206,31 +206,6 @@ def dvc_timings(repeats: int) -> dict:
     }
 
 
-def nproc_timings(prepared: Path, epochs: int = 2) -> dict:
-    """Wall time of the train stage for 1 and 2 processes (torchrun, gloo)."""
-    seconds = {}
-    for nproc in (1, 2):
-        with tempfile.TemporaryDirectory() as tmp:
-            text = (ROOT / "params.yaml").read_text().replace("  nproc: 1", f"  nproc: {nproc}")
-            (Path(tmp) / "params.yaml").write_text(text.replace("  epochs: ", f"  epochs: {epochs} # ", 1))
-            seconds[nproc] = timed(
-                [
-                    sys.executable,
-                    "-m",
-                    "stages.train",
-                    "--prepared",
-                    str(prepared),
-                    "--model",
-                    "m.pt",
-                    "--live",
-                    "live",
-                ],
-                Path(tmp),
-                {"PYTHONPATH": str(ROOT)},
-            )
-    return {"epochs": epochs, "seconds": seconds}
-
-
 def preprocess_rate(download: Path, repeats: int) -> dict:
     from stages.preprocess import preprocess
 
@@ -321,9 +296,6 @@ def pipeline_table(results: dict) -> pd.DataFrame:
 
 def report(results: dict) -> str:
     probes = ", ".join(f"{w}: {t:.1f} s" for w, t in results["peer_probe_seconds"].items())
-    nproc = pd.DataFrame(
-        list(results["nproc"]["seconds"].items()), columns=["`train.nproc`", "seconds"]
-    ).round(1)
     markdown = {"index": False, "tablefmt": "github"}
     return f"""Produced by `MNIST_MIRROR=../shared/data .venv/bin/python bench/compare.py` (raw numbers in
 `bench/results.json`; `--report-only` rebuilds this page from them), on: {results["machine"]}.
@@ -338,18 +310,6 @@ speed-up, peer time over ours.
 {speed_table(results).to_markdown(**markdown)}
 
 {pipeline_table(results).to_markdown(**markdown)}
-
-## Processes
-
-The `train` stage, {results["nproc"]["epochs"]} epochs on the full MNIST, wall time with start-up:
-
-{nproc.to_markdown(**markdown)}
-
-Two processes on two cores split each batch but each gets one core instead of two, and add an
-all-reduce per step, so no speed-up is expected here. On a machine with one GPU per process
-(nccl), each rank does 1/N of the work per step and the all-reduce of this small model's
-gradients is cheap next to a step, so epoch time should fall close to 1/N until per-step
-overhead dominates; that was not measured here (no multi-GPU machine).
 """
 
 
@@ -414,7 +374,6 @@ def main() -> None:
     results["raw"] = {"peer": peer_runs, "ours": our_runs}
     results.update(summarise(results["raw"]))
     results["train_stage_peak_rss_mb"] = in_subprocess("train-stage", "--path", str(prepared))["peak_rss_mb"]
-    results["nproc"] = nproc_timings(prepared)
     (ROOT / "bench" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     write_section("bench/compare.py", report(results))
     print(report(results))

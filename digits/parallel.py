@@ -8,6 +8,7 @@ running statistics describe every rank's data, not rank 0's alone.
 """
 
 import os
+import warnings
 
 import torch
 import torch.distributed as dist
@@ -15,6 +16,10 @@ import torch.distributed.nn.functional as dist_nn
 from torch import nn
 
 from digits.cli import StageError
+
+# torch 2.14 marks this autograd-aware all_reduce deprecated; its suggested successor is a
+# private module. It still works, and the warning would repeat once per process.
+warnings.filterwarnings("ignore", message=".*distributed.nn.functional.all_reduce is deprecated.*")
 
 
 class MomentSyncBatchNorm(nn.BatchNorm2d):

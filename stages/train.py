@@ -137,7 +137,7 @@ def fit(
     mean, std = pixels.mean().item(), pixels.std().item()
     del pixels  # a float copy of the whole set is 4 times its uint8 size
     model = build_model(params.model, len(train["classes"])).to(device)  # 1. initialise
-    if world > 1 and params.sync_bn:
+    if params.sync_bn and world > 1:
         model = synchronise_batchnorm(model, device)
     # NHWC convolutions are faster per CNN batch on a CPU (bench/channels_last.py measures it).
     model = model.to(memory_format=torch.channels_last)

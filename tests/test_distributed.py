@@ -33,7 +33,7 @@ STAGE = [
 def prepare(folder: Path, n_train: int = 50, **train: object) -> None:
     """params.yaml and a prepared/ folder of n_train fixture images, as the train stage reads them."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["train"].update({"model": "mlp", "epochs": 2, "batch_size": 8, "lr": 0.05, **train})
+    params["train"].update({"model": "mlp", "epochs": 2, "batch_size": 8, "lr": 0.05, "ema": 0.0, **train})
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "params.yaml").write_text(yaml.safe_dump(params))
     for name, n, seed in (("train", n_train, 1), ("valid", 13, 2)):

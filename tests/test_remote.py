@@ -2,6 +2,7 @@
 the model registry: a registered version fetched by name with `dvc artifacts get`."""
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -88,6 +89,12 @@ def s3(monkeypatch) -> str:
         server.wait(timeout=10)
 
 
+def set_lr(repo: Path) -> None:
+    """docs/scale-out.md's `sed -i 's/^  lr: .*/  lr: 0.123/' params.yaml`."""
+    params = repo / "params.yaml"
+    params.write_text(re.sub(r"^  lr: .*$", "  lr: 0.123", params.read_text(), flags=re.M))
+
+
 def clone(origin, folder) -> Path:
     subprocess.run(["git", "clone", "-q", str(origin), str(folder)], check=True)
     sh(folder, "dvc", "pull")
@@ -111,17 +118,17 @@ def test_team_on_s3_never_computes_a_stage_twice(tmp_path_factory, mirror, s3):
     assert ran(sh(a, "dvc", "repro")) == []
 
     # Member A tries a learning rate, and shares the run.
-    set_params(a, {"train": {"lr": 0.123}})
+    set_lr(a)
     assert ran(sh(a, "dvc", "repro")) == ["train", "evaluate"]
     sh(a, "dvc", "push", "--run-cache")
     # DVC alone pushes the run-cache entries but not their metrics and plots, so B retrains:
     b = clone(origin, tmp_path_factory.mktemp("b") / "repo")
-    set_params(b, {"train": {"lr": 0.123}})
+    set_lr(b)
     assert "train" in ran(sh(b, "dvc", "repro", "--pull"))
     # ...until the entries' files are on the remote too.
     assert "of their files pushed" in sh(a, "python", "scripts/push_runs.py").stdout
     b = clone(origin, tmp_path_factory.mktemp("b2") / "repo")
-    set_params(b, {"train": {"lr": 0.123}})
+    set_lr(b)
     result = sh(b, "dvc", "repro", "--pull")
     assert ran(result) == [] and "epoch" not in result.stdout
     assert "Stage 'train' is cached - skipping run" in result.stdout

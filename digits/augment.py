@@ -26,5 +26,7 @@ def random_affine(
 
 def warp(pixels: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     """pixels: float N×1×H×W, black 0; what comes in from outside the image is black."""
+    if not len(pixels):  # a rank's empty share of a batch: affine_grid refuses N = 0
+        return pixels
     grid = F.affine_grid(theta.to(pixels.device), list(pixels.shape), align_corners=False)
     return F.grid_sample(pixels, grid, mode="bilinear", padding_mode="zeros", align_corners=False)

@@ -71,6 +71,10 @@ def test_uneven_shards_match_one_process(tmp_path):
     one = train_with(tmp_path / "1", 1)
     for nproc in (2, 3):
         assert biggest_difference(one, train_with(tmp_path / str(nproc), nproc)) < 1e-5, nproc
+        # Validation is sharded too (13 images: 7 and 6, or 5, 4 and 4); its sums add up.
+        logged = [json.loads((tmp_path / n / "live" / "metrics.json").read_text()) for n in ("1", str(nproc))]
+        assert logged[0]["valid_accuracy"] == logged[1]["valid_accuracy"]
+        assert abs(logged[0]["valid_loss"] - logged[1]["valid_loss"]) < 1e-5
 
 
 def test_cnn_with_synchronised_batchnorm_matches_one_process(tmp_path):

@@ -65,7 +65,7 @@ def test_exp_run_and_queue_show_up_in_exp_show(repo):
 
 def test_exp_diff_params_diff_metrics_diff(repo):
     assert re.search(r"train\.lr\s+0\.3\s+0\.02", sh(repo, "dvc", "exp", "diff", "lr-high", "lr-low").stdout)
-    assert re.search(r"train\.lr\s+0\.1\s+0\.02", sh(repo, "dvc", "params", "diff", "HEAD", "lr-low").stdout)
+    assert re.search(r"train\.lr\s+0\.2\s+0\.02", sh(repo, "dvc", "params", "diff", "HEAD", "lr-low").stdout)
     assert (
         "metrics/train/metrics.json" in sh(repo, "dvc", "metrics", "diff", "HEAD", "lr-high", "--all").stdout
     )

@@ -62,7 +62,7 @@ MISTAKES = {  # name: ([(file, text, replacement)], the line the validator must 
         "train: declares param train.dropout, which params.yaml lacks",
     ),
     "params committed without rerunning": (
-        [("params.yaml", "lr: 0.1", "lr: 0.2")],
+        [("params.yaml", "lr: 0.2", "lr: 0.3")],
         "dvc.lock is stale: stage 'train' changed deps: params.yaml train.lr modified",
     ),
     "code committed without rerunning": (
@@ -239,7 +239,7 @@ def test_accuracy_drop_against_base(repo, edit):
 
 
 def test_summary_has_metrics_and_params_diffs(repo, edit, tmp_path):
-    edit("params.yaml", "lr: 0.1", "lr: 0.2")
+    edit("params.yaml", "lr: 0.2", "lr: 0.3")
     validate(repo, "--base", "HEAD", "--summary", str(tmp_path / "summary.md"))
     summary = (tmp_path / "summary.md").read_text()
-    assert "## Metrics against HEAD" in summary and "| train.lr" in summary and "0.2" in summary
+    assert "## Metrics against HEAD" in summary and "| train.lr" in summary and "0.3" in summary

@@ -1,10 +1,14 @@
 """Shared fixtures: tiny archives (digits/fixtures.py) served as MNIST_MIRROR,
 and temporary copies of the repository to run the real pipeline in."""
 
+import dataclasses
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +80,44 @@ def ran(result: subprocess.CompletedProcess) -> list[str]:
     return [line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")]
 
 
+# The train params the unit tests start from (dataclasses.replace what a test needs).
+TRAIN = Train(
+    model="linear",
+    epochs=3,
+    batch_size=8,
+    lr=0.5,
+    schedule="constant",
+    momentum=0.0,
+    weight_decay=0.0,
+    shift=0.0,
+    rotate=0.0,
+    scale=0.0,
+    label_smoothing=0.0,
+    ema=0.0,
+    seed=0,
+    device="cpu",
+    nproc=1,
+    sync_bn=False,
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_serving(url: str, server: subprocess.Popen) -> None:
+    """Poll url until the server answers (20 s at most); fail if the server exits first."""
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except OSError:
+            assert server.poll() is None, server.stdout.read() if server.stdout else server.returncode
+            time.sleep(0.2)
+
+
 def drawn_set(n: int, seed: int) -> dict:
     """n jittered drawings of each STROKES digit, made into MNIST images as predict makes them."""
     classes = sorted(STROKES)
@@ -89,23 +131,8 @@ def drawn_model(tmp_path_factory) -> Path:
     """A model file, as the train stage writes it, that reads hand-drawn 0, 1 and 7."""
     from stages.train import fit
 
-    params = Train(
-        model="mlp",
-        epochs=10,
-        batch_size=16,
-        lr=0.1,
-        schedule="one_cycle",
-        momentum=0.9,
-        weight_decay=0.0,
-        shift=0.0,
-        rotate=0.0,
-        scale=0.0,
-        label_smoothing=0.0,
-        ema=0.0,
-        seed=0,
-        device="cpu",
-        nproc=1,
-        sync_bn=False,
+    params = dataclasses.replace(
+        TRAIN, model="mlp", epochs=10, batch_size=16, lr=0.1, schedule="one_cycle", momentum=0.9
     )
     valid = drawn_set(10, seed=1)
     _, checkpoint = fit(params, drawn_set(60, seed=0), valid, torch.device("cpu"))

@@ -3,16 +3,13 @@
 import base64
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import ROOT
+from conftest import ROOT, free_port, wait_until_serving
 from digits.app import make_app
 from digits.fixtures import STROKES, drawn, png_bytes
 
@@ -35,12 +32,6 @@ def test_predict_endpoint_reads_a_drawing_and_a_blank_canvas(drawn_model):
     assert bad.status_code == 400 and "not a PNG data URL" in bad.json()["detail"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def server(drawn_model):
     port = free_port()
@@ -51,13 +42,7 @@ def server(drawn_model):
     )
     url = f"http://127.0.0.1:{port}/"
     try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(url, timeout=1)
-                break
-            except OSError:
-                assert proc.poll() is None, proc.stdout.read()
-                time.sleep(0.2)
+        wait_until_serving(url, proc)
         yield url
     finally:
         proc.terminate()

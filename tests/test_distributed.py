@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ import torch
 import yaml
 from test_train import tensors
 
-from conftest import ROOT, SMALL, copy_repo, ran, set_params, sh
+from conftest import ROOT, SMALL, copy_repo, free_port, ran, set_params, sh
 from digits.cli import StageError
 from digits.files import save_tensors
 from digits.parallel import check_gpus, threads_per_process
@@ -96,12 +95,6 @@ def test_saved_running_means_are_the_average_over_ranks_not_rank_0s(tmp_path):
     one = train_with(tmp_path / "1", 1, **still)["0.1.running_mean"]
     two = train_with(tmp_path / "2", 2, **still)["0.1.running_mean"]
     assert torch.allclose(one, two, atol=1e-6), (one - two).abs().max()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_two_nodes_with_c10d_rendezvous_match_one_process(tmp_path):

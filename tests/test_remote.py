@@ -3,18 +3,15 @@ the model registry: a registered version fetched by name with `dvc artifacts get
 
 import json
 import re
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import boto3
 import pytest
 import torch
 
-from conftest import SMALL, copy_repo, ran, set_params, sh
+from conftest import SMALL, copy_repo, free_port, ran, set_params, sh, wait_until_serving
 from digits.fixtures import digit, png_bytes
 from digits.models import load_model
 
@@ -63,9 +60,7 @@ def metrics_shown(repo) -> dict:
 @pytest.fixture
 def s3(monkeypatch) -> str:
     """A local S3 endpoint (moto in server mode, as DVC's own S3 tests use) with one bucket."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
@@ -76,12 +71,7 @@ def s3(monkeypatch) -> str:
         monkeypatch.setenv(var, value)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(endpoint, timeout=1)
-                break
-            except OSError:
-                time.sleep(0.2)
+        wait_until_serving(endpoint, server)
         boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="team")
         yield endpoint
     finally:

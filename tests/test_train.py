@@ -3,30 +3,13 @@ import dataclasses
 import pytest
 import torch
 
+from conftest import TRAIN
 from digits.cli import StageError
 from digits.fixtures import digit
 from digits.models import build_model, mnist_loss, model_loss, normalise
-from digits.params import Train
 from stages import train as tr
 
-PARAMS = Train(
-    model="linear",
-    epochs=3,
-    batch_size=8,
-    lr=0.5,
-    schedule="constant",
-    momentum=0.0,
-    weight_decay=0.0,
-    shift=0.0,
-    rotate=0.0,
-    scale=0.0,
-    label_smoothing=0.0,
-    ema=0.0,
-    seed=0,
-    device="cpu",
-    nproc=1,
-    sync_bn=False,
-)
+PARAMS = TRAIN
 
 
 def tensors(classes: list[str], n: int, seed: int) -> dict:

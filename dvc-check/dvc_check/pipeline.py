@@ -1,0 +1,228 @@
+"""The pipeline as DVC resolves it (vars, foreach, matrix, imports), and the checks that
+need no run: definitions and stale results."""
+
+import importlib.util
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+@dataclass
+class Stage:
+    name: str  # DVC's address: train, build@small, data/raw.dvc
+    cmds: list[str]
+    wdir: str  # relative to the root; "" is the root
+    deps: list[str]  # files and folders, relative to the root
+    params: dict[str, list[str]]  # params file -> declared keys ([] = the whole file)
+    outs: list[str]
+    cached: list[str] = field(default_factory=list)  # outs kept in DVC's cache, not in git
+    persist: list[str] = field(default_factory=list)
+    metrics: list[str] = field(default_factory=list)
+    runs: bool = True  # False for frozen stages, imports and .dvc-tracked data
+
+
+def rel(path: str, root: Path) -> str:
+    return os.path.relpath(path, root).replace(os.sep, "/")
+
+
+def under(path: str, folder: str) -> bool:
+    return folder in ("", ".") or path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def load_stages(root: Path) -> list[Stage]:
+    """Every stage of every dvc.yaml and .dvc file, in an order DVC could run them."""
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        found = list(repo.index.stages)
+        stages = []
+        for s in found:
+            cmd = s.cmd if hasattr(s, "cmd") else None
+            cmds = [] if not cmd else ([cmd] if isinstance(cmd, str) else [str(c) for c in cmd])
+            deps, params = [], {}
+            for d in s.deps:
+                if hasattr(d, "params"):  # ParamsDependency
+                    params[rel(d.fs_path, root)] = list(d.params or [])
+                elif getattr(d, "def_repo", None):  # dvc import: its source is another repo
+                    continue
+                else:
+                    deps.append(rel(d.fs_path, root))
+            outs = [rel(o.fs_path, root) for o in s.outs]
+            stages.append(
+                Stage(
+                    name=s.addressing,
+                    cmds=cmds,
+                    wdir=rel(s.wdir, root) if rel(s.wdir, root) != "." else "",
+                    deps=deps,
+                    params=params,
+                    outs=outs,
+                    cached=[rel(o.fs_path, root) for o in s.outs if o.use_cache],
+                    persist=[rel(o.fs_path, root) for o in s.outs if o.persist],
+                    metrics=[rel(o.fs_path, root) for o in s.outs if o.metric],
+                    runs=bool(cmds) and not s.frozen and not getattr(s, "is_import", False),
+                )
+            )
+    return ordered(stages)
+
+
+def ordered(stages: list[Stage]) -> list[Stage]:
+    """Upstream stages first: a stage comes after every stage whose outs its deps touch."""
+
+    def needs(a: Stage, b: Stage) -> bool:
+        return a is not b and any(under(d, o) or under(o, d) for d in a.deps for o in b.outs)
+
+    done: list[Stage] = []
+    left = list(stages)
+    while left:
+        ready = [s for s in left if not any(needs(s, b) for b in left)]
+        if not ready:  # a cycle: DVC itself refuses it, so keep the rest as they are
+            ready = left[:1]
+        done += ready
+        left = [s for s in left if s not in ready]
+    return done
+
+
+def read_params_file(path: Path) -> dict:
+    text = path.read_text()
+    if path.suffix == ".json":
+        return json.loads(text)
+    if path.suffix == ".toml":
+        return tomllib.loads(text)
+    return yaml.safe_load(text) or {}
+
+
+def has_key(values: dict, key: str) -> bool:
+    for part in key.split("."):
+        if not isinstance(values, dict) or part not in values:
+            return False
+        values = values[part]
+    return True
+
+
+# 1. Definitions ------------------------------------------------------------------------------------
+
+
+def program(cmd: str) -> list[str]:
+    """The words of a command's first simple command, without leading VAR=value assignments."""
+    try:
+        words = shlex.split(cmd)
+    except ValueError:
+        return []
+    for stop, word in enumerate(words):
+        if word in ("&&", "||", ";", "|") or word.endswith(";"):
+            words = words[:stop]
+            break
+    while words and "=" in words[0] and not words[0].startswith(("/", ".")):
+        words = words[1:]
+    return words
+
+
+def missing_program(words: list[str], cwd: Path) -> str | None:
+    """What the command runs, if it does not exist: a module, a script or a program."""
+    if not words:
+        return None
+    first = os.path.basename(words[0])
+    if first.startswith("python"):
+        if "-m" in words[1:-1]:
+            module = words[words.index("-m") + 1]
+            base = cwd / module.replace(".", "/")
+            if base.with_suffix(".py").is_file() or base.is_dir():
+                return None
+            try:
+                if importlib.util.find_spec(module) is not None:
+                    return None
+            except (ImportError, ValueError):
+                pass
+            return module
+        script = next((w for w in words[1:] if not w.startswith("-")), None)
+        if script and not (cwd / script).is_file():
+            return script
+        return None
+    if "/" in words[0]:
+        return None if (cwd / words[0]).exists() else words[0]
+    return None if shutil.which(words[0]) else words[0]
+
+
+def check_definitions(root: Path, stages: list[Stage]) -> list[str]:
+    problems = []
+    for stage in stages:
+        if not stage.runs:
+            continue
+        for cmd in stage.cmds:
+            what = missing_program(program(cmd), root / stage.wdir)
+            if what:
+                problems.append(f"{stage.name}: cmd runs {what}, which does not exist")
+        for file, keys in stage.params.items():
+            try:
+                values = read_params_file(root / file)
+            except (OSError, ValueError, yaml.YAMLError, tomllib.TOMLDecodeError) as e:
+                problems.append(f"{stage.name}: its params file {file} cannot be read ({e})")
+                continue
+            problems += [
+                f"{stage.name}: declares param {k}, which {file} lacks"
+                for k in keys
+                if not has_key(values, k)
+            ]
+    return problems
+
+
+# 2. Stale results ------------------------------------------------------------------------------------
+
+
+def dvc(root: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "dvc", *args], cwd=root, capture_output=True, text=True, env=env
+    )
+
+
+def check_stale(root: Path, stages: list[Stage]) -> list[str]:
+    """dvc status, forgiving only cached data that a fresh clone does not have."""
+    fix = "(run dvc repro, then commit dvc.lock and the results)"
+    problems = []
+    lock_file = root / "dvc.lock"
+    if lock_file.is_file():
+        lock = (yaml.safe_load(lock_file.read_text()) or {}).get("stages") or {}
+        written = {o["path"]: (name, o.get("md5")) for name, s in lock.items() for o in s.get("outs", [])}
+        for name, entry in lock.items():
+            for dep in entry.get("deps", []):
+                writer, md5 = written.get(dep["path"], (None, None))
+                if writer and md5 != dep.get("md5"):
+                    problems.append(
+                        f"dvc.lock is stale: {name} used {dep['path']} as it was before {writer} "
+                        f"last wrote it {fix}"
+                    )
+    elif any(s.runs for s in stages):
+        return [f"dvc.lock is missing {fix}"]
+    status = dvc(root, "status", "--json")
+    if status.returncode:
+        return problems + [f"dvc status failed: {(status.stderr.strip().splitlines() or ['?'])[-1]}"]
+    data = [o for s in stages for o in s.cached]  # absent from a fresh clone: not stale
+    for name, changes in json.loads(status.stdout or "{}").items():
+        what = []
+        for change in changes:
+            if isinstance(change, str):
+                what.append(change)
+                continue
+            for kind, items in change.items():
+                found = [
+                    f"{path} {' '.join(f'{k} {v}' for k, v in state.items())}"
+                    if isinstance(state, dict)  # a params file: {key: modified}
+                    else f"{path} {state}"
+                    for path, state in items.items()
+                    if not (
+                        any(under(rel(str(root / path), root), o) for o in data)
+                        and state in ("deleted", "not in cache")
+                    )
+                ]
+                what += [f"{kind}: {', '.join(found)}"] if found else []
+        if what:
+            problems.append(f"dvc.lock is stale: stage '{name}' {'; '.join(what)} {fix}")
+    return problems

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Install (or reuse) .venv, then check the pipeline is valid (scripts/validate.py; it
-# reruns the pipeline, so offline set MNIST_MIRROR). The command CI and the GitHub workflow run:
-#   MNIST_MIRROR=../shared/data bash scripts/validate.sh --base HEAD
+# Install (or reuse) .venv, install dvc-check from this repository as any user of it would,
+# then check the pipeline is honest (docs/ci.md). It reruns the pipeline: offline, set MNIST_MIRROR.
+#   MNIST_MIRROR=../shared/data bash scripts/validate.sh --base HEAD~1
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/venv.sh requirements.txt
-python scripts/validate.py "$@"
+python -m pip install --quiet --disable-pip-version-check --no-deps --force-reinstall ./dvc-check
+python -m dvc_check "$@"

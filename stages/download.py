@@ -29,7 +29,7 @@ from fastdownload import download_url  # noqa: E402
 
 from digits.cli import StageError, path_args, run  # noqa: E402
 from digits.files import ARCHIVE_ERRORS, atomic_dir, write_json  # noqa: E402
-from digits.params import load_params  # noqa: E402
+from digits.params import Download, load_params  # noqa: E402
 
 URL = {"mnist": URLs.MNIST, "mnist_sample": URLs.MNIST_SAMPLE}
 SPLITS = {"mnist": ("training", "testing"), "mnist_sample": ("train", "valid")}
@@ -150,8 +150,8 @@ def download(dataset: str, out: Path, mirror: str | None) -> dict:
 
 def main() -> None:
     args = path_args(__doc__, "out")
-    params = load_params()
-    manifest = download(params.download.dataset, args.out, os.environ.get("MNIST_MIRROR"))
+    params = load_params(Download)
+    manifest = download(params.dataset, args.out, os.environ.get("MNIST_MIRROR"))
     counts = {s: sum(map(len, c.values())) for s, c in manifest["images"].items()}
     print(f"download: {manifest['archive']} -> {args.out} {counts}")
 

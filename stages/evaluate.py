@@ -14,7 +14,7 @@ from digits.cli import StageError, path_args, run
 from digits.files import load_tensors, write_json, write_text
 from digits.images import save_grid
 from digits.models import load_model, model_loss, normalise, predict_labels, probabilities, score
-from digits.params import load_params
+from digits.params import Evaluate, load_params
 
 
 def predictions_table(y: torch.Tensor, pred: torch.Tensor, classes: list[str]) -> pd.DataFrame:
@@ -75,7 +75,7 @@ def worst_mistakes(
 
 def main() -> None:
     args = path_args(__doc__, "prepared", "model", "metrics", "confusion", "worst", "calibration")
-    params = load_params().evaluate
+    params = load_params(Evaluate)
     test = load_tensors(args.prepared / "test.pt")
     model, checkpoint = load_model(args.model)
     classes, mean, std = checkpoint["classes"], checkpoint["mean"], checkpoint["std"]

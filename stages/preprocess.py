@@ -24,7 +24,7 @@ from PIL import Image
 from digits.cli import StageError, path_args, run
 from digits.files import ARCHIVE_ERRORS, atomic_dir, save_tensors
 from digits.images import save_grid
-from digits.params import load_params
+from digits.params import Preprocess, load_params
 
 SIZE = (28, 28)
 
@@ -135,7 +135,7 @@ def save_samples(path: Path, train: dict, seed: int, n: int = 32) -> None:
 
 def main() -> None:
     args = path_args(__doc__, "download", "out", "samples")
-    params = load_params().preprocess
+    params = load_params(Preprocess)
     splits = preprocess(args.download, args.out, params.valid_pct, params.seed, os.cpu_count() or 1)
     save_samples(args.samples, splits["train"], params.seed)
     print(f"preprocess: { {name: len(s['y']) for name, s in splits.items()} } -> {args.out}")

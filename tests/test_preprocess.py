@@ -5,7 +5,7 @@ from fastai.vision.core import PILImageBW
 from PIL import Image
 
 from digits.cli import StageError
-from digits.fixtures import digit, make_archive, png_bytes
+from fixtures import digit, make_archive, png_bytes
 from stages import download as dl
 from stages import preprocess as pp
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import SMALL, copy_repo, free_port, ran, set_params, sh, wait_until_serving
-from digits.fixtures import digit, png_bytes
+from fixtures import digit, png_bytes
 from digits.models import load_model
 
 

@@ -607,7 +607,7 @@ def sensor_repo(sensor_pipeline, tmp_path) -> Repo:
 
 
 # ---------------------------------------------------------------------------------------------------
-# The problem lines of SPEC.md, word for word.
+# The problem lines of README.md ("Its lines"), word for word.
 
 
 def reads(stage: str, path: str) -> str:

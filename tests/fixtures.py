@@ -1,4 +1,4 @@
-"""Tiny MNIST-like archives in fastai's layout, for the tests and the validator.
+"""Tiny MNIST-like archives in fastai's layout, for the tests and the validator (dvc-check.yaml).
 
 Each class is a bright bar at its own position plus noise, so even the linear
 model separates them in a few steps. Nothing here touches the network, and the
@@ -88,3 +88,11 @@ def make_mirror(folder: Path) -> Path:
     for name in LAYOUTS:
         make_archive(folder / name)
     return folder
+
+
+if __name__ == "__main__":  # python tests/fixtures.py mirror DIR: dvc-check.yaml's small run
+    import sys
+
+    if len(sys.argv) != 3 or sys.argv[1] != "mirror":
+        sys.exit("usage: python tests/fixtures.py mirror DIR")
+    make_mirror(Path(sys.argv[2]))

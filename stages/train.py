@@ -14,6 +14,12 @@ DistributedDataParallel does, unless train.sync_bn asks for the whole batch's;
 either way the running statistics are averaged across ranks before each
 validation, so the saved model's describe all the training data. Each rank
 validates its share of the validation set, and the sums are all-reduced.
+
+With train.ema, what is validated and saved is a moving average of the weights
+whose decay warms up (update_average), and whose BatchNorm statistics are
+recomputed for the averaged weights before each validation (recompute_batchnorm).
+The loss is checked for divergence every CHECK_EVERY steps, not every step, so a
+GPU does not wait on the host after each batch.
 """
 
 import copy
@@ -35,6 +41,9 @@ from digits.models import build_model, model_loss, normalise, score
 from digits.parallel import average_buffers, check_gpus, synchronise_batchnorm, threads_per_process
 from digits.params import Train, load_params
 
+CHECK_EVERY = 50  # steps between divergence checks, each of which waits for the device once
+BN_IMAGES = 4096  # training images (not augmented) that the average's BatchNorm statistics come from
+
 
 def pick_device(setting: str) -> torch.device:
     if setting == "cuda" and not torch.cuda.is_available():
@@ -44,6 +53,16 @@ def pick_device(setting: str) -> torch.device:
     if setting == "auto":
         setting = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(setting)
+
+
+def machine_facts(device: torch.device) -> dict:
+    return {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "processes": dist.get_world_size() if dist.is_initialized() else 1,
+        "threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch": torch.__version__,
+    }
 
 
 def one_cycle(progress: float, lr_max: float, warmup: float = 0.25) -> float:
@@ -99,13 +118,51 @@ def check_finite(value: float, what: str, epoch: int, step: int, lr: float) -> N
         )
 
 
+def check_losses(losses: list[torch.Tensor], last_step: int, epoch: int, lr: float) -> None:
+    """check_finite for the losses of the steps up to `last_step`, kept on the device: one wait
+    for the device for all of them, and the error names the first step that went wrong."""
+    bad = ~torch.isfinite(torch.stack(losses))
+    if bad.any():
+        first = int(bad.nonzero()[0])
+        check_finite(losses[first].item(), "loss", epoch, last_step - len(losses) + 1 + first, lr)
+
+
+def average_decay(decay: float, updates: int) -> float:
+    """The decay of the average's update after `updates` earlier ones. The first copies the
+    weights (as Keras's optimizers do), so the average never holds the random initial weights;
+    then TensorFlow's ExponentialMovingAverage warm-up, min(decay, (1 + t) / (10 + t)), which
+    averages over about the last tenth of the run until that reaches `decay`."""
+    return min(decay, (1 + updates) / (10 + updates)) if updates else 0.0
+
+
 @torch.no_grad()
 def update_average(average: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    """average = decay * average + (1 - decay) * weights; BatchNorm's statistics are copied."""
+    """average = decay * average + (1 - decay) * weights. BatchNorm's running statistics are
+    left alone: recompute_batchnorm gives the average its own before it is used."""
     for a, p in zip(average.parameters(), model.parameters()):
         a.lerp_(p, 1 - decay)
-    for a, b in zip(average.buffers(), model.buffers()):
-        a.copy_(b)
+
+
+@torch.no_grad()
+def recompute_batchnorm(
+    model: torch.nn.Module, x: torch.Tensor, mean: float, std: float, batch_size: int = 1024
+) -> None:
+    """BatchNorm's running statistics for the model's own weights: the plain mean, over the batches
+    of x, of each batch's (as torch.optim.swa_utils.update_bn). An average of weights is not an
+    average of what they compute, so neither the live model's statistics nor their average fit it."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    momenta = [m.momentum for m in norms]
+    was_training = model.training
+    model.train()
+    for k, i in enumerate(range(0, len(x), batch_size)):
+        for m in norms:  # running = running + (batch - running) / (k + 1): the mean of k + 1 batches
+            m.momentum = 1 / (k + 1)
+        model(normalise(x[i : i + batch_size], mean, std))
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    model.train(was_training)
 
 
 def validate(
@@ -147,12 +204,16 @@ def fit(
     order = torch.Generator().manual_seed(params.seed)
     jitter = torch.Generator().manual_seed(params.seed + 1)
     augmenting = params.shift or params.rotate or params.scale
+    # For the average's BatchNorm statistics: the same images on every rank, so the same statistics.
+    chosen = torch.randperm(len(y), generator=torch.Generator().manual_seed(params.seed + 2))[:BN_IMAGES]
+    bn_images = x[chosen.to(device)]
     loss_fn = partial(model_loss, label_smoothing=params.label_smoothing)
     steps = params.epochs * math.ceil(len(y) / params.batch_size)
     step = 0
     for epoch in range(params.epochs):  # 6. repeat
         model.train()
         total = torch.zeros((), device=device)
+        losses: list[torch.Tensor] = []
         batches = torch.randperm(len(y), generator=order).split(params.batch_size)
         shown = progress_bar(batches, leave=False) if rank == 0 and sys.stdout.isatty() else batches
         for batch in shown:
@@ -175,10 +236,17 @@ def fit(
                 share=len(shard) / len(batch),
             )
             if params.ema:
-                update_average(average, model, params.ema)
+                update_average(average, model, average_decay(params.ema, step))
             step += 1
-            check_finite(loss.item(), "loss", epoch, step, params.lr)
+            losses.append(loss)  # on the device: no wait for it here
             total += loss * len(shard)
+            if len(losses) == CHECK_EVERY:
+                check_losses(losses, step, epoch, params.lr)
+                losses = []
+        if losses:
+            check_losses(losses, step, epoch, params.lr)
+        if params.ema:
+            recompute_batchnorm(average, bn_images, mean, std)
         if world > 1:
             dist.all_reduce(total)
             average_buffers(average)
@@ -199,7 +267,7 @@ def fit(
 
 def main() -> None:
     args = path_args(__doc__, "prepared", "model", "live")
-    params = load_params().train
+    params = load_params(Train)
     device = pick_device(params.device)
     if device.type == "cuda":
         check_gpus(params.nproc, torch.cuda.device_count())
@@ -221,10 +289,9 @@ def main() -> None:
     else:
         with atomic_dir(args.live) as staging:
             live = Live(str(staging), save_dvc_exp=False, dvcyaml=None)
-            # Facts of this run beside its metrics (its params are params.yaml's, which DVC shows).
-            live.summary.update(
-                device=device.type, processes=dist.get_world_size() if dist.is_initialized() else 1
-            )
+            # What decides the bytes of this run, beside its metrics: dvc-check compares a rerun
+            # byte for byte where they match, and within tolerances where they don't.
+            live.summary.update(machine_facts(device))
 
             def log(epoch: int, row: dict) -> None:
                 print(

@@ -5,8 +5,8 @@ import torch
 
 from conftest import TRAIN
 from digits.cli import StageError
-from digits.fixtures import digit
 from digits.models import build_model, mnist_loss, model_loss, normalise
+from fixtures import digit
 from stages import train as tr
 
 PARAMS = TRAIN
@@ -136,3 +136,62 @@ def test_augmentation_ema_and_smoothing_still_learn_and_stay_deterministic():
     b = tr.fit(params, *data, torch.device("cpu"))[1]
     assert rows[-1]["valid_accuracy"] == 1.0
     assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+
+
+def test_the_average_starts_as_a_copy_and_its_decay_warms_up_to_the_setting():
+    model, average = build_model("mlp", 3), build_model("mlp", 3)
+    tr.update_average(average, model, tr.average_decay(0.999, 0))
+    assert all(torch.equal(a, p) for a, p in zip(average.parameters(), model.parameters()))
+    # TensorFlow's ExponentialMovingAverage(num_updates=t): min(decay, (1 + t) / (10 + t)).
+    assert [tr.average_decay(0.999, t) for t in (1, 2, 90)] == pytest.approx([2 / 11, 3 / 12, 91 / 100])
+    decays = [tr.average_decay(0.999, t) for t in range(20000)]
+    assert all(a < b for a, b in zip(decays[:8990], decays[1:8990]))
+    assert decays[8990] == decays[-1] == 0.999 and max(decays) == 0.999
+    assert tr.average_decay(0.9, 1000) == 0.9
+
+
+def test_recomputed_batchnorm_statistics_match_swa_utils_update_bn():
+    torch.manual_seed(0)
+    ours = build_model("cnn", 10)
+    ref = build_model("cnn", 10)
+    ref.load_state_dict(ours.state_dict())
+    x = torch.randint(0, 256, (70, 28, 28), dtype=torch.uint8)
+    tr.recompute_batchnorm(ours, x, 0.1, 0.3, batch_size=32)  # batches of 32, 32 and 6
+    torch.optim.swa_utils.update_bn([normalise(x[i : i + 32], 0.1, 0.3) for i in range(0, 70, 32)], ref)
+    for (name, a), b in zip(ours.state_dict().items(), ref.state_dict().values()):
+        if "running" in name:
+            assert torch.allclose(a, b, atol=1e-5, rtol=1e-5), name
+    assert all(m.momentum == 0.1 for m in ours.modules() if isinstance(m, torch.nn.BatchNorm2d))
+
+
+def test_the_saved_average_has_batchnorm_statistics_of_its_own_weights():
+    data = tensors(["0", "1", "2"], 48, 1), tensors(["0", "1", "2"], 24, 2)
+    params = dataclasses.replace(PARAMS, model="cnn", lr=0.05, momentum=0.9, epochs=2, ema=0.999)
+    average, checkpoint = tr.fit(params, *data, torch.device("cpu"))
+    state = checkpoint["state_dict"]
+    fresh = build_model("cnn", 3)
+    fresh.load_state_dict(state)
+    x = data[0]["x"]  # fewer than BN_IMAGES: all of them, in the order fit drew them
+    chosen = torch.randperm(len(x), generator=torch.Generator().manual_seed(params.seed + 2))
+    tr.recompute_batchnorm(fresh, x[chosen], checkpoint["mean"], checkpoint["std"])
+    for name, value in fresh.state_dict().items():
+        if "running" in name:
+            assert torch.allclose(value, state[name], atol=1e-5), name
+
+
+def test_check_losses_names_the_first_step_that_went_wrong():
+    losses = [torch.tensor(v) for v in (0.5, 0.4, float("nan"), float("inf"))]  # steps 17 to 20
+    with pytest.raises(
+        StageError, match=r"^training diverged at epoch 3, step 19: loss is nan; lower train.lr"
+    ):
+        tr.check_losses(losses, last_step=20, epoch=2, lr=0.1)
+    tr.check_losses(losses[:2], last_step=20, epoch=2, lr=0.1)  # all finite: nothing
+
+
+def test_training_waits_for_the_device_once_per_check_not_once_per_step(monkeypatch):
+    items = []
+    item = torch.Tensor.item
+    monkeypatch.setattr(torch.Tensor, "item", lambda t: items.append(1) or item(t))
+    params = dataclasses.replace(PARAMS, model="mlp", epochs=1, batch_size=1, lr=0.05)
+    tr.fit(params, tensors(["0", "1", "2"], 120, 1), tensors(["0", "1", "2"], 24, 2), torch.device("cpu"))
+    assert len(items) < 10  # 120 steps: mean and std, the validation loss, the epoch's train loss

@@ -211,7 +211,7 @@ MISTAKES = {  # name: ([(file, text, replacement)], the line dvc-check must prin
     ),
     "code committed without rerunning": (
         [("digits/models.py", "cheap on a CPU", "cheap on a CPU!")],
-        "changed deps: digits/models.py modified",
+        "dvc.lock is stale: stage 'train' changed deps: digits/models.py modified",
     ),
     "metrics edited by hand": (
         [("metrics/test.json", '"accuracy": ', '"accuracy": 0.999, "was": ')],
@@ -313,7 +313,7 @@ def forge_metrics(repo, edit, accuracy: float) -> None:
 
 def restore(repo) -> None:
     """The committed results and the data dvc.lock names, after a rerun that changed them."""
-    sh(repo, "git", "checkout", "--", ".")
+    sh(repo, "git", "reset", "-q", "--hard")  # dvc repro stages dvc.lock: back to HEAD, not the index
     sh(repo, "dvc", "checkout", "--force")
 
 

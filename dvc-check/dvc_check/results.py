@@ -6,7 +6,6 @@ the results must be byte-identical. Another machine (they differ): dvc.lock must
 but for the hashes of outputs, and each metric must lie within its tolerance.
 """
 
-import json
 import math
 import subprocess
 from pathlib import Path
@@ -48,17 +47,21 @@ def results_files(stages: list[Stage]) -> list[str]:
     return ["dvc.lock", *sorted({o for s in stages for o in s.outs if o not in s.cached})]
 
 
-def facts_of(root: Path, config: Config, texts: dict[str, str | None] | None = None) -> dict[str, Any]:
+def facts_of(root: Path, config: Config, texts: dict[str, bytes | None] | None = None) -> dict[str, Any]:
     found = {}
     for file, keys in config.facts.items():
-        text = texts.get(file) if texts is not None else _read(root / file)
-        values = flat(read_metrics(text))
+        content = texts.get(file) if texts is not None else _read(root / file)
+        values = flat(read_metrics(text(content)))
         found.update({f"{file}:{k}": values.get(k) for k in keys})
     return found
 
 
-def _read(path: Path) -> str | None:
-    return path.read_text() if path.is_file() else None
+def _read(path: Path) -> bytes | None:
+    return path.read_bytes() if path.is_file() else None
+
+
+def text(content: bytes | None) -> str | None:
+    return None if content is None else content.decode("utf-8", "replace")
 
 
 def rerun(root: Path, stages: list[Stage]) -> str | None:
@@ -103,10 +106,10 @@ def check_rerun(root: Path, stages: list[Stage], config: Config) -> list[str]:
     said = ", ".join(f"{k.split(':', 1)[1]} {old} -> {new}" for k, (old, new) in differ.items())
     print(f"results: another machine than the one that made them ({said}), so numbers are compared "
           "within reproduce.tolerance (dvc-check.yaml), and output hashes are not")  # fmt: skip
-    problems = compare_lock(committed["dvc.lock"], now["dvc.lock"], stages)
+    problems = compare_lock(text(committed["dvc.lock"]), text(now["dvc.lock"]), stages)
     metrics = sorted({m for s in stages for m in s.metrics})
     for file in metrics:
-        problems += compare_metrics(file, committed.get(file), now.get(file), config)
+        problems += compare_metrics(file, text(committed.get(file)), text(now.get(file)), config)
     return problems
 
 
@@ -159,7 +162,7 @@ def check_require(root: Path, config: Config, base: str | None) -> list[str]:
                                capture_output=True).returncode:  # fmt: skip
         return [f"--base {base} is not a revision of this repository"]
     for file, keys in config.require.items():
-        values = flat(read_metrics(_read(root / file)))
+        values = flat(read_metrics(text(_read(root / file))))
         old = flat(read_metrics(git_show(root, base, file))) if base else {}
         for key, limits in keys.items():
             value = values.get(key)
@@ -187,7 +190,3 @@ def write_summary(root: Path, path: Path, base: str) -> None:
     params = dvc(root, "params", "diff", base, "--md").stdout or "no change"
     with open(path, "a") as f:
         f.write(f"## Metrics against {base}\n\n{metrics}\n\n## Params against {base}\n\n{params}\n")
-
-
-def dumps(values: dict) -> str:
-    return json.dumps(values, sort_keys=True)

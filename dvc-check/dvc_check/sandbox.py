@@ -477,7 +477,7 @@ def observe(ws, stage, box, repo, before, after, outcome) -> tuple[list[str], se
         elif escaped and access.ok and access.kind == "delete":
             deleted(path)
         elif not access.ok or escaped:
-            if path in seen_missing or given(path) or mine(path) or not ws.exists(path):
+            if (access.kind, path) in seen_missing or given(path) or mine(path) or not ws.exists(path):
                 continue
             if not access.ok and (repo / path).exists():
                 continue  # looked for before the stage made it
@@ -487,7 +487,7 @@ def observe(ws, stage, box, repo, before, after, outcome) -> tuple[list[str], se
                 and any(under(p, path) for p in [*stage.deps, *stage.outs])
             ):
                 continue  # a parent folder of what it was given
-            seen_missing.add(path)
+            seen_missing.add((access.kind, path))
             if access.kind == "delete":
                 deleted(path)
             elif access.kind == "read":

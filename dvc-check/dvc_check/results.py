@@ -42,9 +42,18 @@ def git_show(root: Path, rev: str, path: str) -> str | None:
     return done.stdout if done.returncode == 0 else None
 
 
-def results_files(stages: list[Stage]) -> list[str]:
-    """What a run writes that git keeps: dvc.lock and every out not in DVC's cache."""
-    return ["dvc.lock", *sorted({o for s in stages for o in s.outs if o not in s.cached})]
+def results_files(root: Path, stages: list[Stage]) -> list[str]:
+    """What a run writes that git keeps: dvc.lock and every out not in DVC's cache (the files
+    in it, for a folder)."""
+    found = set()
+    for out in (o for s in stages for o in s.outs if o not in s.cached):
+        path = root / out
+        found |= (
+            {p.relative_to(root).as_posix() for p in path.rglob("*") if p.is_file()}
+            if path.is_dir()
+            else {out}
+        )
+    return ["dvc.lock", *sorted(found)]
 
 
 def facts_of(root: Path, config: Config, texts: dict[str, bytes | None] | None = None) -> dict[str, Any]:
@@ -79,12 +88,14 @@ def rerun(root: Path, stages: list[Stage]) -> str | None:
 
 
 def check_rerun(root: Path, stages: list[Stage], config: Config) -> list[str]:
-    files = results_files(stages)
-    committed = {f: _read(root / f) for f in files}
+    before = results_files(root, stages)
+    committed = {f: _read(root / f) for f in before}
     facts_before = facts_of(root, config, committed)
     failure = rerun(root, stages)
     if failure:
         return [failure]
+    files = sorted(set(before) | set(results_files(root, stages)))
+    committed = {f: committed.get(f) for f in files}
     now = {f: _read(root / f) for f in files}
     facts_after = facts_of(root, config, now)
     changed = [f for f in files if committed[f] != now[f]]
@@ -107,7 +118,7 @@ def check_rerun(root: Path, stages: list[Stage], config: Config) -> list[str]:
     print(f"results: another machine than the one that made them ({said}), so numbers are compared "
           "within reproduce.tolerance (dvc-check.yaml), and output hashes are not")  # fmt: skip
     problems = compare_lock(text(committed["dvc.lock"]), text(now["dvc.lock"]), stages)
-    metrics = sorted({m for s in stages for m in s.metrics})
+    metrics = sorted({m for s in stages for m in s.metrics} | set(config.tolerance))
     for file in metrics:
         problems += compare_metrics(file, text(committed.get(file)), text(now.get(file)), config)
     return problems

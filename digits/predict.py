@@ -10,35 +10,129 @@ non-zero exit; the others are still classified.
 Real pictures are not MNIST, so each is first made into what the model was
 trained on, the way MNIST itself was made: grey, a white digit on black,
 scaled to fit a 20×20 box and centred by its centre of mass on a 28×28 canvas.
+
+Hostile files cost little: the size in the header is checked before anything
+is decoded (more than MAX_PIXELS is refused), a JPEG is decoded at 1/2 to 1/8
+scale when it is large, and every image is reduced to at most WORK_SIDE pixels
+a side before any float copy. A photo is turned upright as its EXIF orientation
+says, as a viewer would; a multi-frame file (animated PNG, a camera's MPO JPEG)
+is read by its first frame, the picture a viewer shows when it does not animate.
 """
 
 import argparse
+import io
 import json
+import struct
 import sys
+import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
 import yaml
-from PIL import Image, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from digits.cli import StageError, run
 from digits.models import load_model, normalise, probabilities
 
 SUFFIXES = {".png", ".jpg", ".jpeg"}
+FORMATS = ("PNG", "JPEG")  # what Image.open may try (a camera's MPO is a JPEG); no other decoder is exposed
 BOX, SIDE = 20, 28  # MNIST: the digit fits a 20×20 box on a 28×28 canvas
+# Memory stays bounded by what is checked before decoding. A decoded image takes up to 4 bytes a
+# pixel (the rest of the work goes tile by tile); a progressive CMYK JPEG makes libjpeg hold 8 bytes a
+# pixel of coefficients, the worst case: 25 M pixels is then about 200 MB. 25 M pixels is a 6000×4000
+# photo (a phone's 12 MP photo is 4032×3024).
+MAX_PIXELS = 25_000_000
+MAX_FILE_BYTES = 64 * 2**20  # Pillow keeps a JPEG's metadata blocks whole: this bounds them
+WORK_SIDE = 1024  # longest side after the cheap reduction: a digit a tenth of the picture still spans 100 px
+# What a hostile or broken file makes Pillow raise, besides its own UnidentifiedImageError (an OSError).
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error, zlib.error)
+
+
+class NoDigit(ValueError):
+    """The image was read but shows nothing to classify."""
+
+
+class Unreadable(ValueError):
+    """The file is not a PNG or JPEG this command can decode."""
+
+
+class TooLarge(Unreadable):
+    """More pixels or bytes than the limits here allow; refused before decoding."""
+
+
+def read_image(source: Path | bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """A PNG or JPEG file (its path or its bytes) -> a 28×28 uint8 MNIST image.
+
+    Raises TooLarge past max_pixels or MAX_FILE_BYTES, Unreadable for anything else that
+    cannot be decoded, NoDigit for a blank image; each message is one line.
+    """
+    try:
+        size = source.stat().st_size if isinstance(source, Path) else len(source)
+        if size > MAX_FILE_BYTES:
+            raise TooLarge(f"too large: {size:,} bytes, over the limit of {MAX_FILE_BYTES:,}")
+        with Image.open(source if isinstance(source, Path) else io.BytesIO(source), formats=FORMATS) as image:
+            width, height = image.size  # from the header: nothing is decoded yet
+            if width * height > max_pixels:
+                raise TooLarge(f"too large: {width}×{height} pixels, over the limit of {max_pixels:,}")
+            # A JPEG can be decoded at 1/2, 1/4 or 1/8 scale, and only its grey channel; no other format can.
+            scale = WORK_SIDE / max(width, height)
+            image.draft("L", (max(1, int(width * scale)), max(1, int(height * scale))))
+            image.load()
+            image.getexif()  # parsed here, so that a malformed EXIF block counts as a broken file
+            return to_mnist(image)
+    except Image.DecompressionBombError:  # Pillow's own check, at twice its MAX_IMAGE_PIXELS
+        raise TooLarge(
+            f"too large: over the limit of {max_pixels:,} pixels (a decompression bomb?)"
+        ) from None
+    except (NoDigit, Unreadable):
+        raise
+    except UnidentifiedImageError:
+        raise Unreadable("not a PNG or JPEG image") from None
+    except DECODE_ERRORS as e:
+        raise Unreadable(f"cannot read it: {e}") from None
+
+
+def flatten(image: Image.Image) -> Image.Image:
+    """Grey (mode L) as a viewer shows it on white paper: see-through parts white, 16 bits scaled to 8."""
+    if image.mode.startswith("I"):  # a 16-bit grey PNG: 0..65535 (convert("L") would clip it at 255)
+        return Image.fromarray(
+            (np.asarray(image, dtype=np.float32) / 257).clip(0, 255).round().astype(np.uint8)
+        )
+    if image.has_transparency_data:
+        image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image.convert("RGBA"))
+    return image.convert("L")
+
+
+def shrink(image: Image.Image) -> Image.Image:
+    """The image flattened to grey and reduced to at most WORK_SIDE pixels a side.
+
+    Tile by tile, so that converting never copies more than a tile of the decoded image. reduce()
+    averages whole blocks of pixels: a cheap filter that keeps a thin stroke, as a fainter one.
+    """
+    width, height = image.size
+    factor = max(1, -(-max(width, height) // WORK_SIDE))
+    step = factor * max(1, WORK_SIDE // factor)  # whole blocks; about WORK_SIDE² pixels a tile
+    small = Image.new("L", (-(-width // factor), -(-height // factor)))
+    for top in range(0, height, step):
+        for left in range(0, width, step):
+            tile = image.crop((left, top, min(left + step, width), min(top + step, height)))
+            small.paste(flatten(tile).reduce(factor), (left // factor, top // factor))
+    return small
 
 
 def to_mnist(image: Image.Image) -> np.ndarray:
-    """Any picture of one digit -> a 28×28 uint8 MNIST image. ValueError if it holds no digit."""
-    if image.mode in ("RGBA", "LA", "PA", "P") or "transparency" in image.info:
-        image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image.convert("RGBA"))
-    grey = np.asarray(image.convert("L"), dtype=np.float32)
+    """Any picture of one digit -> a 28×28 uint8 MNIST image. NoDigit if it holds no digit."""
+    flat = shrink(image)  # first: every float copy below is then of at most WORK_SIDE² pixels
+    # Upright as a viewer shows it; exif_transpose reads the orientation from the image it turns.
+    flat.getexif()[ExifTags.Base.Orientation] = image.getexif().get(ExifTags.Base.Orientation, 1)
+    grey = np.asarray(ImageOps.exif_transpose(flat), dtype=np.float32)
     border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
     # Ink is whatever differs from the background, so dark-on-light and light-on-dark both work.
     ink = np.abs(grey - np.median(border))
     if ink.max() < 32:
-        raise ValueError("no digit found (the image is blank)")
+        raise NoDigit("no digit found (the image is blank)")
     ink /= ink.max()
     rows, cols = np.nonzero(ink > 0.1)  # the faintest pixels (noise, JPEG artefacts) do not set the box
     crop = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
@@ -100,13 +194,14 @@ def main() -> None:
         parser.error("--model is required outside the project (no dvc.yaml here)")
     model, checkpoint = load_model(args.model)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    # Pillow warns about images past its own limit; ours is lower and refused with one error line.
+    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
     paths, images, failed = [], [], 0
     for path in find_images(args.images):
         try:
-            with Image.open(path) as image:
-                images.append(to_mnist(image))
+            images.append(read_image(path))
             paths.append(path)
-        except (OSError, UnidentifiedImageError, ValueError) as e:
+        except ValueError as e:  # NoDigit, Unreadable, TooLarge: one line each, then the next image
             print(f"error: {path}: {e}", file=sys.stderr)
             failed += 1
     if not paths and not failed:

@@ -2,17 +2,22 @@
 
 import io
 import json
+import math
 import os
+import struct
 import subprocess
 import sys
+import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
 from conftest import ROOT
-from digits.fixtures import drawn
-from digits.predict import to_mnist
+from digits import predict as predict_module
+from digits.predict import MAX_PIXELS, NoDigit, TooLarge, Unreadable, read_image, shrink, to_mnist
+from fixtures import drawn, png_bytes
 
 
 def predict(*args: str, cwd=ROOT) -> subprocess.CompletedProcess:
@@ -52,8 +57,114 @@ def test_transparent_background_counts_as_paper():
 
 
 def test_a_blank_image_has_no_digit():
-    with pytest.raises(ValueError, match="no digit found"):
+    with pytest.raises(NoDigit, match="no digit found"):
         to_mnist(Image.new("L", (50, 50), 255))
+
+
+def encoded(image: Image.Image, fmt: str = "PNG", **options) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format=fmt, **options)
+    return buf.getvalue()
+
+
+def blank_png(path: Path, width: int, height: int, bit_depth: int = 1, colour_type: int = 0) -> Path:
+    """A valid one-colour PNG of any size, compressed row by row: 30000×30000 (a decompression bomb)
+    is a few hundred KB on disk and never whole in this process's memory."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    channels = {0: 1, 2: 3, 6: 4}[colour_type]  # grey, RGB, RGBA
+    row = bytes(1 + math.ceil(width * channels * bit_depth / 8))  # filter byte, then zeros
+    z = zlib.compressobj(1)
+    idat = b"".join(z.compress(row) for _ in range(height)) + z.flush()
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )
+    return path
+
+
+def difference(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(float) - b.astype(float)).mean())
+
+
+@pytest.mark.parametrize("orientation", range(2, 9))
+def test_a_photo_is_turned_as_its_exif_orientation_says(orientation):
+    exif = Image.Exif()
+    exif[0x0112] = orientation  # Orientation
+    seven = drawn("7", seed=1, jitter=10)
+    for data in (encoded(seven, exif=exif), encoded(seven.convert("RGB"), "JPEG", exif=exif, quality=95)):
+        as_a_viewer_shows_it = to_mnist(ImageOps.exif_transpose(Image.open(io.BytesIO(data))))
+        assert difference(read_image(data), as_a_viewer_shows_it) < 0.5
+        assert difference(read_image(data), to_mnist(seven)) > 5, "every orientation but 1 turns a 7"
+    # Stored on its side, tagged "turn 90° clockwise to view": reads upright.
+    on_its_side = encoded(seven.transpose(Image.Transpose.ROTATE_90), exif=exif) if orientation == 6 else None
+    if on_its_side:
+        assert difference(read_image(on_its_side), to_mnist(seven)) < 0.5
+
+
+def test_16_bit_grey_is_scaled_not_clipped():
+    seven = drawn("7")
+    grey16 = Image.fromarray((np.asarray(seven, dtype=np.uint16) * 120 + 20_000).astype(np.uint16))
+    assert Image.open(io.BytesIO(encoded(grey16))).mode.startswith("I")
+    assert difference(read_image(encoded(grey16)), to_mnist(seven)) < 0.5
+
+
+def test_cmyk_jpeg_reads_like_its_grey():
+    ink_on_paper = ImageOps.invert(drawn("7"))
+    for options in ({}, {"progressive": True}):
+        data = encoded(ink_on_paper.convert("CMYK"), "JPEG", quality=95, **options)
+        assert Image.open(io.BytesIO(data)).mode == "CMYK"
+        assert difference(read_image(data), to_mnist(drawn("7"))) < 2
+
+
+def test_a_multi_frame_file_is_read_by_its_first_frame():
+    seven, one = drawn("7"), drawn("1")
+    animated_png = encoded(seven, save_all=True, append_images=[one], duration=100)
+    camera_mpo = encoded(seven.convert("RGB"), "MPO", save_all=True, append_images=[one.convert("RGB")])
+    for data in (animated_png, camera_mpo):
+        assert Image.open(io.BytesIO(data)).n_frames == 2
+        assert difference(read_image(data), to_mnist(seven)) < 3
+        assert difference(read_image(data), to_mnist(one)) > 10
+
+
+def test_a_large_image_is_reduced_tile_by_tile_as_a_whole_one_would_be():
+    big = Image.new("RGB", (2500, 1300), "white")  # 3 by 2 tiles, the last ones ragged
+    big.paste(ImageOps.invert(drawn("7")).resize((1300, 1300)), (600, 0))
+    factor = math.ceil(2500 / predict_module.WORK_SIDE)
+    assert shrink(big).size == (834, 434)
+    assert np.array_equal(np.asarray(shrink(big)), np.asarray(big.convert("L").reduce(factor)))
+    assert difference(read_image(encoded(big)), to_mnist(drawn("7"))) < 3
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "not a PNG or JPEG image"),
+        (b"not an image", "not a PNG or JPEG image"),
+        (encoded(drawn("7"), "GIF"), "not a PNG or JPEG image"),  # a decoder we do not expose
+        (png_bytes(drawn("7"))[:600], "cannot read it: image file is truncated"),
+        (encoded(drawn("7").convert("RGB"), "JPEG")[:700], "cannot read it: image file is truncated"),
+    ],
+    ids=["empty", "text", "gif", "truncated png", "truncated jpeg"],
+)
+def test_unreadable_files_get_one_line(data, message):
+    with pytest.raises(Unreadable) as raised:
+        read_image(data)
+    assert str(raised.value).startswith(message) and "\n" not in str(raised.value)
+
+
+def test_the_limits_are_checked_before_decoding(monkeypatch):
+    data = png_bytes(drawn("7"))
+    read_image(data, max_pixels=280 * 280)  # at the limit: read
+    with pytest.raises(TooLarge, match="^too large: 280×280 pixels, over the limit of 78,399$"):
+        read_image(data, max_pixels=280 * 280 - 1)
+    monkeypatch.setattr(predict_module, "MAX_FILE_BYTES", len(data) - 1)
+    with pytest.raises(
+        TooLarge, match=f"^too large: {len(data):,} bytes, over the limit of {len(data) - 1:,}$"
+    ):
+        read_image(data)
 
 
 def test_command_classifies_a_folder_and_names_each_bad_file(tmp_path, drawn_model):
@@ -109,3 +220,89 @@ def test_clear_errors_for_a_missing_model_or_no_images(tmp_path, drawn_model):
     )
     result = predict(str(tmp_path / "one.png"), cwd=tmp_path)  # no dvc.yaml to name the model
     assert result.returncode == 2 and "--model is required outside the project" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def hostile_folder(tmp_path_factory) -> Path:
+    return make_hostile_folder(tmp_path_factory.mktemp("hostile"))
+
+
+def make_hostile_folder(folder: Path) -> Path:
+    """Bad files (a-d) among good ones (e-i), the good ones as costly as the limits allow."""
+    side = math.isqrt(MAX_PIXELS)  # the largest square read
+    blank_png(folder / "a_bomb.png", 30_000, 30_000)  # refused by Pillow's own check too
+    blank_png(folder / "b_huge.png", 12_000, 12_000, bit_depth=8, colour_type=6)  # 576 MB decoded
+    (folder / "c_truncated.png").write_bytes(png_bytes(drawn("7"))[:600])
+    (folder / "d_empty.png").write_bytes(b"")
+    # Black strokes on paper of one colour marked see-through: 4 bytes a pixel decoded, 16 converted whole.
+    ink = drawn("7", seed=7, jitter=10).resize((side, side))
+    key = Image.composite(Image.new("RGB", ink.size), Image.new("RGB", ink.size, (1, 2, 3)), ink)
+    key.save(folder / "e_seven_at_the_limit.png", transparency=(1, 2, 3), compress_level=1)
+    del key, ink
+    ink_on_paper = ImageOps.invert(drawn("0", seed=5, jitter=10).resize((side, side))).convert("CMYK")
+    ink_on_paper.save(folder / "f_zero_at_the_limit.jpg", progressive=True)  # libjpeg's costliest case
+    del ink_on_paper
+    one = np.asarray(drawn("1", seed=6, jitter=10), dtype=np.uint16)
+    Image.fromarray((one * 120 + 20_000).astype(np.uint16)).save(folder / "g_one_16_bit.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored on its side: turn 90° clockwise to view
+    on_its_side = drawn("7", seed=8, jitter=10).transpose(Image.Transpose.ROTATE_90).convert("RGB")
+    on_its_side.save(folder / "h_seven_photo.jpg", exif=exif, quality=90)
+    drawn("7", seed=9).save(folder / "i_seven_animated.png", save_all=True, append_images=[drawn("1")])
+    return folder
+
+
+def test_each_hostile_file_gets_one_error_line_and_the_rest_are_classified(hostile_folder, drawn_model):
+    result = predict(str(hostile_folder), "--model", str(drawn_model))
+    assert result.returncode == 1
+    errors = [line.split(": ", 2) for line in result.stderr.splitlines()]
+    assert errors == [
+        [
+            "error",
+            str(hostile_folder / "a_bomb.png"),
+            f"too large: over the limit of {MAX_PIXELS:,} pixels (a decompression bomb?)",
+        ],
+        [
+            "error",
+            str(hostile_folder / "b_huge.png"),
+            f"too large: 12000×12000 pixels, over the limit of {MAX_PIXELS:,}",
+        ],
+        ["error", str(hostile_folder / "c_truncated.png"), "cannot read it: image file is truncated"],
+        ["error", str(hostile_folder / "d_empty.png"), "not a PNG or JPEG image"],
+    ]
+    labels = [(Path(line.split("\t")[0]).name, line.split("\t")[1]) for line in result.stdout.splitlines()]
+    assert labels == [
+        ("e_seven_at_the_limit.png", "7"),
+        ("f_zero_at_the_limit.jpg", "0"),
+        ("g_one_16_bit.png", "1"),
+        ("h_seven_photo.jpg", "7"),
+        ("i_seven_animated.png", "7"),
+    ]
+
+
+# A small process runs the command and reports its peak: a child's peak resident memory starts at
+# its parent's (fork copies it, exec keeps the high-water mark), and pytest's own is large.
+MEASURE = """import resource, subprocess, sys
+status = subprocess.call(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, status)"""
+
+
+def peak_rss_mb(*args: str) -> tuple[float, int]:
+    """The predict command's peak resident memory in MB (ru_maxrss is in KB on Linux), and its exit status."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-c", MEASURE, sys.executable, "-m", "digits.predict", *args]
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout.split()
+    return float(out[0]), int(out[1])
+
+
+def test_memory_stays_within_300_mb_of_the_models_own_whatever_the_files(
+    hostile_folder, drawn_model, tmp_path
+):
+    drawn("1").save(tmp_path / "one.png")
+    footprint, status = peak_rss_mb(str(tmp_path / "one.png"), "--model", str(drawn_model))
+    assert status == 0
+    peak, status = peak_rss_mb(str(hostile_folder), "--model", str(drawn_model))
+    assert status == 1
+    assert peak - footprint < 300, (
+        f"{peak:.0f} MB for the hostile folder, {footprint:.0f} MB for one small image"
+    )

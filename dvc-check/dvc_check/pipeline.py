@@ -5,7 +5,6 @@ import importlib.util
 import json
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 import tomllib
@@ -51,11 +50,12 @@ def load_stages(root: Path) -> list[Stage]:
             for d in s.deps:
                 if hasattr(d, "params"):  # ParamsDependency
                     params[rel(d.fs_path, root)] = list(d.params or [])
-                elif getattr(d, "def_repo", None):  # dvc import: its source is another repo
-                    continue
+                elif getattr(d, "def_repo", None) or rel(d.fs_path, root).startswith("../"):
+                    continue  # a dvc import's source, or a path outside the repository
                 else:
                     deps.append(rel(d.fs_path, root))
-            outs = [rel(o.fs_path, root) for o in s.outs]
+            inside = [o for o in s.outs if not rel(o.fs_path, root).startswith("../")]
+            outs = [rel(o.fs_path, root) for o in inside]
             stages.append(
                 Stage(
                     name=s.addressing,
@@ -64,9 +64,9 @@ def load_stages(root: Path) -> list[Stage]:
                     deps=deps,
                     params=params,
                     outs=outs,
-                    cached=[rel(o.fs_path, root) for o in s.outs if o.use_cache],
-                    persist=[rel(o.fs_path, root) for o in s.outs if o.persist],
-                    metrics=[rel(o.fs_path, root) for o in s.outs if o.metric],
+                    cached=[rel(o.fs_path, root) for o in inside if o.use_cache],
+                    persist=[rel(o.fs_path, root) for o in inside if o.persist],
+                    metrics=[rel(o.fs_path, root) for o in inside if o.metric],
                     runs=bool(cmds) and not s.frozen and not getattr(s, "is_import", False),
                 )
             )
@@ -90,13 +90,21 @@ def ordered(stages: list[Stage]) -> list[Stage]:
     return done
 
 
+CUTTABLE = (".yaml", ".yml", ".json")  # params files the sandbox can cut to the declared keys
+
+
 def read_params_file(path: Path) -> dict:
+    """A params file's values as DVC reads them (YAML 1.2: `on` is a string, not true)."""
     text = path.read_text()
     if path.suffix == ".json":
         return json.loads(text)
     if path.suffix == ".toml":
         return tomllib.loads(text)
-    return yaml.safe_load(text) or {}
+    if path.suffix == ".py":
+        return {}  # DVC's Python params: not read here
+    from ruamel.yaml import YAML
+
+    return json.loads(json.dumps(YAML(typ="safe", pure=True).load(text) or {}, default=str))
 
 
 def has_key(values: dict, key: str) -> bool:
@@ -110,45 +118,63 @@ def has_key(values: dict, key: str) -> bool:
 # 1. Definitions ------------------------------------------------------------------------------------
 
 
-def program(cmd: str) -> list[str]:
-    """The words of a command's first simple command, without leading VAR=value assignments."""
+def program(cmd: str) -> tuple[dict[str, str], list[str]]:
+    """The VAR=value assignments and the words of a command's first simple command."""
     try:
         words = shlex.split(cmd)
     except ValueError:
-        return []
+        return {}, []
+    if any(mark in cmd for mark in ("$(", "`", "<<")):
+        return {}, []  # shell it would take a shell to read
     for stop, word in enumerate(words):
-        if word in ("&&", "||", ";", "|") or word.endswith(";"):
+        if word in ("&&", "||", ";", "|", "&") or word.endswith(";"):
             words = words[:stop]
             break
-    while words and "=" in words[0] and not words[0].startswith(("/", ".")):
-        words = words[1:]
-    return words
+    assigned = {}
+    while words and "=" in words[0] and not words[0].startswith(("/", ".", "-")):
+        name, _, value = words.pop(0).partition("=")
+        assigned[name] = value
+    return assigned, words
 
 
-def missing_program(words: list[str], cwd: Path) -> str | None:
+def module_exists(module: str, places: list[Path]) -> bool:
+    base = module.replace(".", "/")
+    if any((p / f"{base}.py").is_file() or (p / base).is_dir() for p in places):
+        return True
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def missing_program(cmd: str, cwd: Path) -> str | None:
     """What the command runs, if it does not exist: a module, a script or a program."""
+    assigned, words = program(cmd)
     if not words:
         return None
-    first = os.path.basename(words[0])
-    if first.startswith("python"):
-        if "-m" in words[1:-1]:
-            module = words[words.index("-m") + 1]
-            base = cwd / module.replace(".", "/")
-            if base.with_suffix(".py").is_file() or base.is_dir():
+    if os.path.basename(words[0]).startswith("python"):
+        args, i = words[1:], 0
+        while i < len(args):
+            arg = args[i]
+            if arg == "-c":
                 return None
-            try:
-                if importlib.util.find_spec(module) is not None:
-                    return None
-            except (ImportError, ValueError):
-                pass
-            return module
-        script = next((w for w in words[1:] if not w.startswith("-")), None)
-        if script and not (cwd / script).is_file():
-            return script
+            if arg == "-m":
+                module = args[i + 1] if i + 1 < len(args) else ""
+                paths = assigned.get("PYTHONPATH", os.environ.get("PYTHONPATH", ""))
+                places = [cwd, *(cwd / p for p in paths.split(os.pathsep) if p)]
+                return None if not module or module_exists(module, places) else module
+            if arg in ("-W", "-X", "-Q"):  # options that take a value
+                i += 2
+                continue
+            if arg.startswith("-"):
+                i += 1
+                continue
+            return None if (cwd / arg).is_file() else arg
         return None
     if "/" in words[0]:
         return None if (cwd / words[0]).exists() else words[0]
-    return None if shutil.which(words[0]) else words[0]
+    found = subprocess.run(["/bin/sh", "-c", 'command -v "$1"', "sh", words[0]], capture_output=True)
+    return None if found.returncode == 0 else words[0]  # a builtin (cd, set) or on PATH
 
 
 def check_definitions(root: Path, stages: list[Stage]) -> list[str]:
@@ -157,19 +183,19 @@ def check_definitions(root: Path, stages: list[Stage]) -> list[str]:
         if not stage.runs:
             continue
         for cmd in stage.cmds:
-            what = missing_program(program(cmd), root / stage.wdir)
+            what = missing_program(cmd, root / stage.wdir)
             if what:
                 problems.append(f"{stage.name}: cmd runs {what}, which does not exist")
         for file, keys in stage.params.items():
             try:
                 values = read_params_file(root / file)
-            except (OSError, ValueError, yaml.YAMLError, tomllib.TOMLDecodeError) as e:
+            except Exception as e:  # noqa: BLE001 - any parse error of any params format
                 problems.append(f"{stage.name}: its params file {file} cannot be read ({e})")
                 continue
             problems += [
                 f"{stage.name}: declares param {k}, which {file} lacks"
                 for k in keys
-                if not has_key(values, k)
+                if not file.endswith(".py") and not has_key(values, k)
             ]
     return problems
 
@@ -190,10 +216,19 @@ def check_stale(root: Path, stages: list[Stage]) -> list[str]:
     lock_file = root / "dvc.lock"
     if lock_file.is_file():
         lock = (yaml.safe_load(lock_file.read_text()) or {}).get("stages") or {}
-        written = {o["path"]: (name, o.get("md5")) for name, s in lock.items() for o in s.get("outs", [])}
+        wdirs = {s.name: s.wdir for s in stages}  # dvc.lock's paths are relative to each stage's wdir
+
+        def where(name: str, path: str) -> str:
+            return os.path.normpath(os.path.join(wdirs.get(name, ""), path))
+
+        written = {
+            where(name, o["path"]): (name, o.get("md5"))
+            for name, s in lock.items()
+            for o in s.get("outs", [])
+        }
         for name, entry in lock.items():
             for dep in entry.get("deps", []):
-                writer, md5 = written.get(dep["path"], (None, None))
+                writer, md5 = written.get(where(name, dep["path"]), (None, None))
                 if writer and md5 != dep.get("md5"):
                     problems.append(
                         f"dvc.lock is stale: {name} used {dep['path']} as it was before {writer} "
@@ -209,7 +244,8 @@ def check_stale(root: Path, stages: list[Stage]) -> list[str]:
         what = []
         for change in changes:
             if isinstance(change, str):
-                what.append(change)
+                if change != "always changed":  # always_changed: true, as its author asked
+                    what.append(change)
                 continue
             for kind, items in change.items():
                 found = [

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -28,13 +29,13 @@ import yaml
 
 from dvc_check import __version__
 from dvc_check.config import Config
-from dvc_check.pipeline import Stage, read_params_file, under
+from dvc_check.pipeline import CUTTABLE, Stage, read_params_file, under
 from dvc_check.strace import TRACE, accesses, is_loopback
 
 SCRATCH = re.compile(r"(^|/)__pycache__(/|$)|\.pyc$")
 # git's and DVC's own files: DVC tools (dvclive) look for them. .dvc/tmp is not among them.
 TOOLS = re.compile(r"^(\.git(/.*)?|\.dvc|\.dvc/config(\.local)?|\.dvc/\.gitignore|(.*/)?\.(git|dvc)ignore)$")
-RUN_TIMEOUT = 3600
+RUN_TIMEOUT = int(os.environ.get("DVC_CHECK_TIMEOUT", 3600))  # seconds a stage may run in the sandbox
 READS = "{} reads {}, which is not in its deps: add it to its deps, or stop reading it"
 WRITES = "{} writes {}, which is not in its outs: add it to its outs, or stop writing it"
 # A cached result is only as good as the code that made it.
@@ -264,18 +265,22 @@ def execute(ws: Workspace, stage: Stage, box: Path, repo: Path, traced: bool) ->
             log = box / f"trace{i}.txt"
             argv = ["strace", "-f", "-y", "-qq", "-s", "4096", "--seccomp-bpf", "-e", f"trace={TRACE}",
                     "-o", str(log), *argv]  # fmt: skip
+        # A session of its own, so that a stage that outlives its limit dies with all it started.
+        process = subprocess.Popen(
+            [*ws.prefix, *argv],
+            cwd=repo / stage.wdir,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
         try:
-            done = subprocess.run(
-                [*ws.prefix, *argv],
-                cwd=repo / stage.wdir,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=RUN_TIMEOUT,
-            )
-            code, stderr = done.returncode, done.stderr
+            _, err = process.communicate(timeout=RUN_TIMEOUT)
+            code, stderr = process.returncode, err.decode("utf-8", "replace")
         except subprocess.TimeoutExpired:
-            code, stderr = 124, f"did not finish in {RUN_TIMEOUT} s"
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            code, stderr = 124, f"did not finish in {RUN_TIMEOUT} s (DVC_CHECK_TIMEOUT)"
         if traced and (box / f"trace{i}.txt").is_file():
             trace.append((box / f"trace{i}.txt").read_text(errors="replace"))
         if code:
@@ -288,6 +293,30 @@ def execute(ws: Workspace, stage: Stage, box: Path, repo: Path, traced: bool) ->
 
 def same(a: Outcome, b: Outcome) -> bool:
     return a.code == b.code and a.outs == b.outs
+
+
+DVC_FILES = re.compile(r"(^|/)(dvc\.yaml|dvc\.lock|\.gitignore|\.dvcignore|[^/]*\.dvc)$")
+
+
+def siblings(ws: Workspace, stage: Stage, given: dict[str, Path]) -> dict[str, Path]:
+    """The repository's other files beside each file dep, handed over too: a stage that globs a
+    folder it declared only part of opens them, and that open is an undeclared read."""
+    found: dict[str, Path] = {}
+    for dep, base in given.items():
+        if not (base / dep).is_file():
+            continue
+        folder = os.path.dirname(dep)
+        for other in sorted((ws.src / folder).glob("*") if (ws.src / folder).is_dir() else []):
+            path = os.path.join(folder, other.name) if folder else other.name
+            if (
+                other.is_file()
+                and path not in given
+                and path not in stage.params
+                and not DVC_FILES.search(path)
+            ):
+                if not any(under(path, o) for o in stage.outs):
+                    found[path] = ws.src
+    return found
 
 
 def check_stage(ws: Workspace, stage: Stage) -> list[str]:
@@ -306,20 +335,28 @@ def check_stage(ws: Workspace, stage: Stage) -> list[str]:
         if not (base / dep).exists():
             return [f"{stage.name}: dep {dep} does not exist (it is neither in git nor made by a stage)"]
         given[dep] = base
+    decoys = siblings(ws, stage, given)
     full = {f: read_params_file(ws.src / f) for f in stage.params if (ws.src / f).is_file()}
-    declared = {f: keys or leaves(full[f]) for f, keys in stage.params.items() if f in full}
-    cut_params = {f: dump(cut(full[f], declared[f]), f) for f in full}
+    # A TOML or Python params file is handed over whole: undeclared keys in it are not checked.
+    declared = {
+        f: keys if keys and f.endswith(CUTTABLE) else leaves(full[f])
+        for f, keys in stage.params.items()
+        if f in full
+    }
     full_params = {f: (ws.src / f).read_bytes() for f in full}
+    cut_params = {
+        f: dump(cut(full[f], declared[f]), f) if f.endswith(CUTTABLE) else full_params[f] for f in full
+    }
     fingerprint = json.dumps(
         [__version__, TOOL, stage.name, stage.cmds, stage.wdir, sorted(environment(ws, Path("/box")).items()),
-         sorted((d, digest(b / d)) for d, b in given.items()),
+         sorted((d, digest(b / d)) for d, b in given.items()), sorted(decoys),
          sorted((f, c.decode(errors="replace")) for f, c in {**cut_params, **full_params}.items()),
          stage.outs, bool(ws.prefix)],
         default=str,
     )  # fmt: skip
     entry = cache_root() / "stages" / hashlib.sha256(fingerprint.encode()).hexdigest()
-    if (entry / "result.json").is_file():
-        saved = json.loads((entry / "result.json").read_text())
+    saved = json.loads((entry / "result.json").read_text()) if (entry / "result.json").is_file() else None
+    if saved and not any(ws.exists(p) for p in saved.get("looked_for", [])):  # nothing it looked for appeared
         if saved["ok"]:
             ws.outputs[stage.name] = entry / "outs"
         ws.strays |= set(saved["strays"])
@@ -327,11 +364,11 @@ def check_stage(ws: Workspace, stage: Stage) -> list[str]:
         return saved["problems"]
 
     box = ws.work / "box"
-    repo = assemble(ws, stage, box, given, cut_params)
+    repo = assemble(ws, stage, box, {**decoys, **given}, cut_params)
     before = files_in(repo)
     first = execute(ws, stage, box, repo, traced=True)
     after = files_in(repo)
-    problems, strays, touched = observe(ws, stage, box, repo, before, after, first)
+    problems, strays, touched, looked_for = observe(ws, stage, box, repo, before, after, first, set(decoys))
     final, final_repo, runs = first, repo, [1]
     reads_params = any(under(t, f) for t in touched for f in stage.params) or first.code != 0
     if reads_params and cut_params != full_params:
@@ -340,7 +377,7 @@ def check_stage(ws: Workspace, stage: Stage) -> list[str]:
             content = {f: dump(cut(full[f], declared[f] + extra.get(f, [])), f) for f in full}
             if extra is ALL:
                 content = full_params
-            trial = assemble(ws, stage, box, given, content)
+            trial = assemble(ws, stage, box, {**decoys, **given}, content)
             runs[0] += 1
             return execute(ws, stage, box, trial, traced=False), trial
 
@@ -361,7 +398,7 @@ def check_stage(ws: Workspace, stage: Stage) -> list[str]:
     if first.code and final.code and not any(" reads " in p for p in problems):  # a read explains it
         problems.append(f"{stage.name} failed in its sandbox: {final.error}")
     print(f"sandbox: {stage.name}: ran in {first.seconds:.1f} s under strace, {runs[0] - 1} more runs")
-    save(entry, stage, final_repo if final.code == 0 else None, problems, strays, ws)
+    save(entry, stage, final_repo if final.code == 0 else None, problems, strays, looked_for, ws)
     return problems
 
 
@@ -421,8 +458,11 @@ def narrow(full: dict, declared: dict, enough) -> list[str]:
     return named
 
 
-def observe(ws, stage, box, repo, before, after, outcome) -> tuple[list[str], set[str], set[str]]:
-    """Problems from the folder's diff and the trace; undeclared writes; every path touched."""
+def observe(
+    ws, stage, box, repo, before, after, outcome, decoys: set[str]
+) -> tuple[list[str], set[str], set[str], list[str]]:
+    """Problems from the folder's diff and the trace; undeclared writes; every path touched; the
+    paths it looked for that the repository does not have."""
     name, problems, strays, touched = stage.name, [], set(), set()
     declared = [*stage.deps, *stage.params]
     mine = lambda p: any(under(p, o) for o in stage.outs)  # noqa: E731
@@ -454,7 +494,7 @@ def observe(ws, stage, box, repo, before, after, outcome) -> tuple[list[str], se
             if not (repo / o).exists()
         ]
     real_root, box_repo = os.path.realpath(ws.root), os.path.realpath(repo)
-    seen_missing = set()
+    seen_missing, looked_for = set(), set()
     for access in accesses(outcome.trace, os.path.join(box_repo, stage.wdir)):
         if access.kind == "connect":
             if not is_loopback(access.path):
@@ -468,10 +508,22 @@ def observe(ws, stage, box, repo, before, after, outcome) -> tuple[list[str], se
             path, escaped = inside(access.path, real_root), True
             if path is None or any(under(access.path, r) for r in ws.env_roots):
                 continue
-        if path in ("", ".") or TOOLS.match(path) or SCRATCH.search(path):
+        if escaped and under(path, ".git"):  # git's history is no input DVC can track
+            verb = "reads" if access.kind == "read" else "writes into"
+            problems.append(
+                f"{name} {verb} the repository's .git: stop it (no stage may depend on git's state)"
+            )
             continue
+        if path in ("", ".") or SCRATCH.search(path) or (not escaped and TOOLS.match(path)):
+            continue
+        if not access.ok and not escaped and len(looked_for) < 5000 and not ws.exists(path):
+            looked_for.add(path)  # if it ever appears, the cached result no longer holds
         if access.ok:
             touched.add(path)
+        if access.ok and not escaped and path in decoys and access.kind == "read":
+            problems.append(READS.format(name, path))  # a file beside its deps it was not given
+        if access.ok and not escaped and access.kind == "write" and (path in decoys or given(path)):
+            wrote(path)  # rewritten in place, even with the same bytes
         if escaped and access.ok and access.kind == "write":
             wrote(path)
         elif escaped and access.ok and access.kind == "delete":
@@ -506,7 +558,7 @@ def observe(ws, stage, box, repo, before, after, outcome) -> tuple[list[str], se
         for d in stage.deps
         if outcome.code == 0 and not any(under(t, d) for t in touched)
     ]
-    return list(dict.fromkeys(problems)), strays, touched
+    return list(dict.fromkeys(problems)), strays, touched, sorted(looked_for)
 
 
 def inside(path: str, folder: str) -> str | None:
@@ -517,7 +569,9 @@ def inside(path: str, folder: str) -> str | None:
     return None
 
 
-def save(entry: Path, stage: Stage, repo: Path | None, problems: list[str], strays: set[str], ws) -> None:
+def save(
+    entry: Path, stage: Stage, repo: Path | None, problems: list[str], strays: set[str], looked_for, ws
+) -> None:
     """Keep the stage's outputs and problems under its fingerprint (atomically: a rename)."""
     cache_root().mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=cache_root()))
@@ -526,7 +580,12 @@ def save(entry: Path, stage: Stage, repo: Path | None, problems: list[str], stra
             if (repo / out).exists():
                 copy(repo / out, staging / "outs" / out)
         (staging / "outs").mkdir(exist_ok=True)
-    result = {"ok": repo is not None, "problems": problems, "strays": sorted(strays)}
+    result = {
+        "ok": repo is not None,
+        "problems": problems,
+        "strays": sorted(strays),
+        "looked_for": looked_for,
+    }
     (staging / "result.json").write_text(json.dumps(result))
     entry.parent.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(entry, ignore_errors=True)

@@ -126,22 +126,31 @@ def accesses(text: str, start_cwd: str) -> list[Access]:
             if address:
                 found.append(Access("connect", address, ok))
             continue
-        found += file_accesses(call, args, here, ok, cwd, pid)
+        found += file_accesses(call, args, here, ok, cwd, pid, ret_path if call in OPENS else None)
     return found
 
 
+PROC_SELF = re.compile(r"^/proc/(?:self|thread-self|\d+)/(root|cwd)(?=/|$)")
+
+
 def resolve(dirfd: str | None, path: str, here: str) -> str:
-    if os.path.isabs(path):
-        return os.path.normpath(path)
-    base = here
-    if dirfd:
-        m = FD_PATH.match(dirfd)
-        if m:
-            base = m.group(1)
-    return os.path.normpath(os.path.join(base, path))
+    """The path as the kernel would find it: aliases (`//x`, /proc/self/root, /proc/self/cwd,
+    symlinks) made into the one absolute path they name."""
+    if not os.path.isabs(path):
+        base = here
+        if dirfd:
+            m = FD_PATH.match(dirfd)
+            if m:
+                base = m.group(1)
+        path = os.path.join(base, path)
+    path = "/" + path.lstrip("/")
+    path = PROC_SELF.sub(lambda m: "" if m.group(1) == "root" else here, path) or "/"
+    return os.path.realpath(path)
 
 
-def file_accesses(call: str, args: list[str], here: str, ok: bool, cwd: dict, pid: str) -> list[Access]:
+def file_accesses(
+    call: str, args: list[str], here: str, ok: bool, cwd: dict, pid: str, opened: str | None
+) -> list[Access]:
     if call in RENAMES:
         if call == "rename":
             src, dst = (unquote(args[0]), None), (unquote(args[1]), None)
@@ -162,7 +171,7 @@ def file_accesses(call: str, args: list[str], here: str, ok: bool, cwd: dict, pi
         dirfd, path = None, unquote(args[0]) if args else None
     if not path:  # "" with AT_EMPTY_PATH: a call on an open fd
         return []
-    full = resolve(dirfd, path, here)
+    full = opened if ok and opened and opened.startswith("/") else resolve(dirfd, path, here)
     if call in DELETES:
         kind = "delete"
     elif call in WRITES:

@@ -17,7 +17,7 @@ from PIL import Image, ImageOps
 from conftest import ROOT
 from digits import predict as predict_module
 from digits.predict import MAX_PIXELS, NoDigit, TooLarge, Unreadable, read_image, shrink, to_mnist
-from fixtures import drawn, png_bytes
+from fixtures import drawn, make_archive, png_bytes
 
 
 def predict(*args: str, cwd=ROOT) -> subprocess.CompletedProcess:
@@ -306,3 +306,26 @@ def test_memory_stays_within_300_mb_of_the_models_own_whatever_the_files(
     assert peak - footprint < 300, (
         f"{peak:.0f} MB for the hostile folder, {footprint:.0f} MB for one small image"
     )
+
+
+def test_the_readmes_example_from_the_archive_the_pipeline_downloaded(tmp_path, drawn_model):
+    # README, "Use the model": its commands as written, on an archive in fastai's layout whose
+    # three test images are drawn digits (the drawn model reads 0, 1 and 7).
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("$ mkdir -p mine && tar")
+    commands = readme[start : readme.index("\n$ python -m digits.predict", start)]
+    command = commands.removeprefix("$ ").replace("\\\n", " ")
+    members = {
+        "mnist_png/testing/0/3.png": "0",
+        "mnist_png/testing/1/2.png": "1",
+        "mnist_png/testing/7/0.png": "7",
+    }
+    make_archive(
+        tmp_path / "data" / "download" / "mnist_png.tgz",
+        extra={name: png_bytes(drawn(label, seed=3, jitter=10)) for name, label in members.items()},
+    )
+    subprocess.run(command, shell=True, cwd=tmp_path, check=True)
+    result = predict("mine/", "--model", str(drawn_model), cwd=tmp_path)  # the trained model's stand-in
+    assert result.returncode == 0, result.stderr
+    lines = [line.split("\t")[:2] for line in result.stdout.splitlines()]
+    assert lines == [["mine/0/3.png", "0"], ["mine/1/2.png", "1"], ["mine/7/0.png", "7"]]

@@ -1,5 +1,10 @@
-"""Shared fixtures: tiny archives (digits/fixtures.py) served as MNIST_MIRROR,
-and temporary copies of the repository to run the real pipeline in."""
+"""Shared fixtures: tiny archives (tests/fixtures.py) served as MNIST_MIRROR,
+and temporary copies of the repository to run the real pipeline in.
+
+`dvc repro` from scratch is the slow part of the suite: `small_run` does it once per
+session (SMALL params, committed), and a test that needs that run takes its own copy of
+it with `small_copy` or `copy_run` (cp -a: workspace, .git and .dvc/cache), in which
+`dvc status` is clean and `dvc repro` runs nothing until the test changes something."""
 
 import dataclasses
 import os
@@ -17,9 +22,9 @@ import torch
 import yaml
 
 from digits.files import save_tensors
-from digits.fixtures import STROKES, drawn, make_mirror
 from digits.params import Train
 from digits.predict import to_mnist
+from fixtures import STROKES, digit, drawn, make_mirror
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -80,8 +85,35 @@ def ran(result: subprocess.CompletedProcess) -> list[str]:
     return [line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")]
 
 
-# The train params the unit tests start from (dataclasses.replace what a test needs).
-TRAIN = Train(
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory, mirror) -> Path:
+    """The session's one from-scratch pipeline run: a copy of the repo with SMALL params,
+    `dvc repro`'d on the fixture archives and committed. Read it, never change it: a test
+    that runs or edits anything takes its own copy (small_copy, copy_run)."""
+    repo = copy_repo(tmp_path_factory.mktemp("small_run") / "repo")
+    set_params(repo, SMALL)
+    assert ran(sh(repo, "dvc", "repro", mirror=mirror)) == ["download", "preprocess", "train", "evaluate"]
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "the SMALL run")
+    return repo
+
+
+def copy_run(run: Path, dest: Path) -> Path:
+    """A copy of a pipeline run at dest (which must not exist), with its .git and DVC cache."""
+    subprocess.run(["cp", "-a", str(run), str(dest)], check=True)
+    return dest
+
+
+@pytest.fixture
+def small_copy(small_run, tmp_path) -> Path:
+    """This test's own copy of small_run, to run and edit as it likes."""
+    return copy_run(small_run, tmp_path / "repo")
+
+
+# The train params the unit tests start from: the declared defaults, cut to a few cheap
+# steps of the linear model (dataclasses.replace what a test needs on top).
+TRAIN = dataclasses.replace(
+    Train(),
     model="linear",
     epochs=3,
     batch_size=8,
@@ -92,13 +124,17 @@ TRAIN = Train(
     shift=0.0,
     rotate=0.0,
     scale=0.0,
-    label_smoothing=0.0,
     ema=0.0,
     seed=0,
     device="cpu",
-    nproc=1,
-    sync_bn=False,
 )
+
+
+def tensors(classes: list[str], n: int, seed: int) -> dict:
+    """n fixture images, cycling through the classes, as a prepared split."""
+    y = torch.arange(n) % len(classes)
+    x = torch.stack([torch.from_numpy(digit(int(label), seed * 1000 + i)) for i, label in enumerate(y)])
+    return {"x": x, "y": y, "classes": classes}
 
 
 def free_port() -> int:

@@ -9,12 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from test_train import tensors
 
-from conftest import ROOT, SMALL, copy_repo, free_port, ran, set_params, sh
+from conftest import ROOT, free_port, ran, set_params, sh, tensors
 from digits.cli import StageError
 from digits.files import save_tensors
-from digits.parallel import check_gpus, threads_per_process
+from digits.parallel import check_gpus
 
 STAGE = [
     sys.executable,
@@ -116,19 +115,32 @@ def test_two_nodes_with_c10d_rendezvous_match_one_process(tmp_path):
     assert biggest_difference(one, trained(tmp_path / written[0])) < 1e-5
 
 
-def test_one_process_per_gpu_and_threads_from_the_cpus_this_process_may_use():
+def test_one_process_per_gpu():
     with pytest.raises(StageError, match="train.nproc = 4 but 1 CUDA GPU.* at most 1"):
         check_gpus(4, 1)
     check_gpus(2, 2)
-    cpus = len(os.sched_getaffinity(0))
-    assert threads_per_process(1) == cpus and threads_per_process(cpus * 4) == 1
 
 
-def test_dvc_repro_with_two_processes(tmp_path_factory, mirror):
-    repo = copy_repo(tmp_path_factory.mktemp("nproc2"))
-    set_params(repo, {**SMALL, "train": {**SMALL["train"], "nproc": 2}})
-    result = sh(repo, "dvc", "repro", mirror=mirror)
-    assert ran(result) == ["download", "preprocess", "train", "evaluate"]
-    assert json.loads((repo / "metrics" / "train" / "metrics.json").read_text())["processes"] == 2
-    assert json.loads((repo / "metrics" / "test.json").read_text())["n"] == 18
-    assert ran(sh(repo, "dvc", "repro", mirror=mirror)) == []
+def threads_when_pinned(cpus: set[int], local_worlds: tuple[int, ...]) -> list[int]:
+    """threads_per_process in a process that may run on `cpus` alone (as in a container's CPU set)."""
+    code = (
+        f"import os; os.sched_setaffinity(0, {cpus!r}); from digits.parallel import threads_per_process; "
+        f"print([threads_per_process(n) for n in {local_worlds!r}])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def test_threads_come_from_the_cpus_this_process_may_use_not_the_machines():
+    cpus = sorted(os.sched_getaffinity(0))
+    assert threads_when_pinned({cpus[0]}, (1, 2)) == [1, 1]
+    if len(cpus) >= 2:
+        assert threads_when_pinned(set(cpus[:2]), (1, 2, 3)) == [2, 1, 1]
+
+
+def test_dvc_repro_with_two_processes(small_copy):
+    set_params(small_copy, {"train": {"nproc": 2}})
+    assert ran(sh(small_copy, "dvc", "repro")) == ["train", "evaluate"]
+    assert json.loads((small_copy / "metrics" / "train" / "metrics.json").read_text())["processes"] == 2
+    assert json.loads((small_copy / "metrics" / "test.json").read_text())["n"] == 18
+    assert ran(sh(small_copy, "dvc", "repro")) == []

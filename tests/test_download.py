@@ -16,8 +16,18 @@ import pytest
 
 from conftest import ROOT
 from digits.cli import StageError
-from digits.fixtures import make_archive
+from fixtures import make_archive
 from stages import download as dl
+
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+@pytest.fixture
+def no_proxy(monkeypatch) -> None:
+    """No proxy from the caller's environment, in either case: a test names its own."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
 
 
 def test_download_from_mirror_lists_images_like_fastai(tmp_path):
@@ -46,7 +56,7 @@ def test_mirror_errors_name_the_problem(tmp_path):
     assert dl.source_url("mnist", None) == dl.URLs.MNIST
 
 
-def test_offline_without_mirror_fails_fast_naming_url_and_mirror(tmp_path, monkeypatch):
+def test_offline_without_mirror_fails_fast_naming_url_and_mirror(tmp_path, monkeypatch, no_proxy):
     url = "https://host.invalid/fastai/mnist_png.tgz"  # .invalid never resolves
     monkeypatch.setitem(dl.URL, "mnist", url)
     with pytest.raises(
@@ -129,7 +139,8 @@ class Proxy(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.seen.append(self.path)
-        with urllib.request.urlopen(self.origin + urlparse(self.path).path) as answer:
+        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # not through any proxy
+        with direct.open(self.origin + urlparse(self.path).path) as answer:
             body = answer.read()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
@@ -141,7 +152,7 @@ class Proxy(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def servers(tmp_path):
+def servers(tmp_path, no_proxy):
     make_archive(tmp_path / "mirror" / "fastai" / "mnist_png.tgz")
     origin = http.server.ThreadingHTTPServer(
         ("127.0.0.1", 0), functools.partial(Origin, directory=str(tmp_path / "mirror"))
@@ -156,12 +167,12 @@ def servers(tmp_path):
 
 
 def download_stage(folder: Path, **env: str) -> subprocess.CompletedProcess:
+    """The download stage in folder/, with the environment's proxies (servers' no_proxy) and env's."""
     shutil.copy(ROOT / "params.yaml", folder / "params.yaml")
-    clean = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
     return subprocess.run(
         [sys.executable, "-m", "stages.download", "--out", "out"],
         cwd=folder,
-        env={**clean, "PYTHONPATH": str(ROOT), "MNIST_MIRROR": "http://mirror.invalid/fastai", **env},
+        env={**os.environ, "PYTHONPATH": str(ROOT), "MNIST_MIRROR": "http://mirror.invalid/fastai", **env},
         capture_output=True,
         text=True,
         timeout=120,

@@ -11,19 +11,17 @@ import boto3
 import pytest
 import torch
 
-from conftest import SMALL, copy_repo, free_port, ran, set_params, sh, wait_until_serving
-from fixtures import digit, png_bytes
+from conftest import copy_run, free_port, ran, sh, wait_until_serving
 from digits.models import load_model
+from fixtures import digit, png_bytes
 
 
-def test_push_clone_pull_round_trip(tmp_path_factory, mirror):
-    repo = copy_repo(tmp_path_factory.mktemp("origin"))
-    set_params(repo, SMALL)
-    sh(repo, "dvc", "repro", mirror=mirror)
+def test_push_clone_pull_round_trip(tmp_path_factory, small_run):
+    repo = copy_run(small_run, tmp_path_factory.mktemp("origin") / "repo")
     remote = tmp_path_factory.mktemp("remote")
     sh(repo, "dvc", "remote", "add", "-d", "team", str(remote))
     sh(repo, "git", "add", "-A")
-    sh(repo, "git", "commit", "-qm", "run on fixture data")
+    sh(repo, "git", "commit", "-qm", "the team's remote")
     pushed = sh(repo, "dvc", "push")
     assert "pushed" in pushed.stdout
     clone = tmp_path_factory.mktemp("member") / "repo"
@@ -91,15 +89,13 @@ def clone(origin, folder) -> Path:
     return folder
 
 
-def test_team_on_s3_never_computes_a_stage_twice(tmp_path_factory, mirror, s3):
+def test_team_on_s3_never_computes_a_stage_twice(tmp_path_factory, small_run, s3):
     # docs/scale-out.md, "A team": the committed run on an S3 remote, then two members.
-    origin = copy_repo(tmp_path_factory.mktemp("origin"))
-    set_params(origin, SMALL)
-    sh(origin, "dvc", "repro", mirror=mirror)
+    origin = copy_run(small_run, tmp_path_factory.mktemp("origin") / "repo")
     sh(origin, "dvc", "remote", "add", "-d", "team", "s3://team/dvc")
     sh(origin, "dvc", "remote", "modify", "team", "endpointurl", s3)
     sh(origin, "git", "add", "-A")
-    sh(origin, "git", "commit", "-qm", "the committed run")
+    sh(origin, "git", "commit", "-qm", "the team's remote")
     sh(origin, "dvc", "push")
     a = clone(origin, tmp_path_factory.mktemp("a") / "repo")
     assert (a / "data" / "model.pt").read_bytes() == (origin / "data" / "model.pt").read_bytes()

@@ -374,14 +374,16 @@ def check_stage(ws: Workspace, stage: Stage) -> list[str]:
     if reads_params and cut_params != full_params:
 
         def attempt(extra: dict[str, list[str]]) -> tuple[Outcome, Path]:
-            content = {f: dump(cut(full[f], declared[f] + extra.get(f, [])), f) for f in full}
-            if extra is ALL:
-                content = full_params
+            content = (
+                full_params
+                if extra is ALL
+                else {f: dump(cut(full[f], declared[f] + extra.get(f, [])), f) for f in full}
+            )
             trial = assemble(ws, stage, box, {**decoys, **given}, content)
             runs[0] += 1
             return execute(ws, stage, box, trial, traced=False), trial
 
-        whole, whole_repo = attempt(ALL)
+        whole, _ = attempt(ALL)
         if not same(first, whole):
             again, _ = attempt(ALL)
             if not same(whole, again):

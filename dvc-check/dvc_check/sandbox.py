@@ -591,7 +591,10 @@ def save(
     (staging / "result.json").write_text(json.dumps(result))
     entry.parent.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(entry, ignore_errors=True)
-    os.replace(staging, entry)
+    try:
+        os.replace(staging, entry)
+    except OSError:  # another dvc-check saved this fingerprint meanwhile: its result is as good
+        shutil.rmtree(staging, ignore_errors=True)
     if repo is not None:
         ws.outputs[stage.name] = entry / "outs"
     ws.strays |= strays

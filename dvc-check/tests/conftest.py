@@ -558,6 +558,13 @@ def assert_clean(repo: Repo) -> None:
     assert not repo.git("status", "--porcelain").stdout.strip(), repo.git("status", "--porcelain").stdout
 
 
+@pytest.fixture(scope="session", autouse=True)
+def session_cache(tmp_path_factory) -> None:
+    """A sandbox cache of this test run's own (per worker under pytest-xdist), never the
+    default one in the system's temp folder: no test takes a result an earlier run left."""
+    os.environ["DVC_CHECK_CACHE"] = str(tmp_path_factory.mktemp("dvc-check-cache"))
+
+
 @pytest.fixture(scope="session")
 def text_pipeline(tmp_path_factory) -> Path:
     repo = new_repo(

@@ -16,6 +16,7 @@ from conftest import (
     missing_program,
     reads,
     reads_param,
+    run,
     stale,
     unread_dep,
     writes,
@@ -114,6 +115,44 @@ def test_cmd_as_a_list(text_repo):
         "    cmd:\n    - mkdir -p eval/plots\n    - python src/evaluate.py\n",
     )
     text_repo.commit("evaluate: two commands", lock="repro")
+    text_repo.expect_valid()
+
+
+def test_reformatted_params_file(text_repo):
+    """The same values, written another way: nothing is stale, nothing reads anything new."""
+    text = text_repo.read("params.yaml")
+    text_repo.write("params.yaml", "# reformatted\n" + text.replace(": ", ":   "))
+    text_repo.commit("params.yaml: reformatted")
+    text_repo.expect_valid()
+
+
+def test_dep_inside_an_upstream_out_folder_also_in_a_fresh_clone(text_repo, tmp_path):
+    """evaluate declares the one file it reads from featurize's out folder. In a fresh clone,
+    with only the `dvc add`ed data checked out, that file is absent, not deleted."""
+    text_repo.edit(
+        "dvc.yaml",
+        "    - data/features\n    - model.json\n",
+        "    - data/features/test.json\n    - model.json\n",
+    )
+    text_repo.commit("evaluate: depends on the file it reads", lock="repro")
+    text_repo.expect_valid()
+    clone = Repo(tmp_path / "clone")
+    run(["git", "clone", "-q", str(text_repo.path), str(clone.path)], tmp_path)
+    shutil.copytree(text_repo.path / ".dvc" / "cache", clone.path / ".dvc" / "cache")  # as `dvc pull` would
+    clone.dvc("checkout", "data/data.txt.dvc")
+    assert not (clone.path / "data" / "features").exists()
+    clone.expect_valid()
+
+
+def test_folder_dep_with_python_caches_in_it(text_repo):
+    """train declares its whole src/ folder; .dvcignore leaves Python's caches out, so a stray
+    .pyc (a fresh clone has none) changes nothing."""
+    text_repo.write(".dvcignore", "__pycache__/\n")
+    text_repo.edit(
+        "dvc.yaml", "    - data/features\n    - src/train.py\n", "    - data/features\n    - src\n"
+    )
+    text_repo.commit("train: depends on src/", lock="repro")
+    text_repo.write("src/__pycache__/stray.cpython-311.pyc", "stale")
     text_repo.expect_valid()
 
 

@@ -6,5 +6,7 @@ cd "$(dirname "$0")/.."
 source scripts/venv.sh requirements-dev.txt
 ruff format --check --quiet . || { echo "ruff format: run 'ruff format .'" >&2; exit 1; }
 ruff check --quiet .
-python -m pytest "$@"
-python -m pytest dvc-check/tests
+# One worker process per CPU (pytest-xdist), each test file on one worker, so that a
+# file's module fixtures (one pipeline run shared by its tests) are made once.
+python -m pytest -n auto --dist loadfile "$@"
+python -m pytest -n auto dvc-check/tests

@@ -14,12 +14,14 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
+from filelock import FileLock
 
 from digits.files import save_tensors
 from digits.params import Train
@@ -29,10 +31,36 @@ from fixtures import STROKES, digit, drawn, make_mirror
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def made_once(tmp_path_factory, name: str, make: Callable[[Path], object]) -> Path:
+    """The folder `name`, made by make(folder) once per test run. Under pytest-xdist
+    (`-n`, as scripts/test.sh runs) each worker is its own process with its own session
+    fixtures; the first to get here makes it, under a lock, in the folder all workers
+    share, and the others wait for it and read it."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, above each worker's own
+    folder, done = root / name, root / f"{name}.done"
+    with FileLock(root / f"{name}.lock"):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # what a failed attempt left
+            folder.mkdir()
+            make(folder)
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def mirror(tmp_path_factory) -> Path:
     """A directory that serves as MNIST_MIRROR, holding both tiny archives."""
-    return make_mirror(tmp_path_factory.mktemp("mirror"))
+    return made_once(tmp_path_factory, "mirror", make_mirror)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def dvc_check_cache(tmp_path_factory) -> None:
+    """dvc-check keeps stage results under $DVC_CHECK_CACHE (default: the system's temp
+    folder): here, a fresh one per worker, so no test sees results an earlier run left and
+    no two workers write one at once."""
+    os.environ["DVC_CHECK_CACHE"] = str(tmp_path_factory.mktemp("dvc-check-cache"))
 
 
 def copy_repo(dest: Path) -> Path:
@@ -87,15 +115,18 @@ def ran(result: subprocess.CompletedProcess) -> list[str]:
 
 @pytest.fixture(scope="session")
 def small_run(tmp_path_factory, mirror) -> Path:
-    """The session's one from-scratch pipeline run: a copy of the repo with SMALL params,
+    """The test run's one from-scratch pipeline run: a copy of the repo with SMALL params,
     `dvc repro`'d on the fixture archives and committed. Read it, never change it: a test
     that runs or edits anything takes its own copy (small_copy, copy_run)."""
-    repo = copy_repo(tmp_path_factory.mktemp("small_run") / "repo")
-    set_params(repo, SMALL)
-    assert ran(sh(repo, "dvc", "repro", mirror=mirror)) == ["download", "preprocess", "train", "evaluate"]
-    sh(repo, "git", "add", "-A")
-    sh(repo, "git", "commit", "-qm", "the SMALL run")
-    return repo
+
+    def make(repo: Path) -> None:
+        copy_repo(repo)
+        set_params(repo, SMALL)
+        assert ran(sh(repo, "dvc", "repro", mirror=mirror)) == ["download", "preprocess", "train", "evaluate"]
+        sh(repo, "git", "add", "-A")
+        sh(repo, "git", "commit", "-qm", "the SMALL run")
+
+    return made_once(tmp_path_factory, "small_run", make)
 
 
 def copy_run(run: Path, dest: Path) -> Path:

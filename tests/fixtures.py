@@ -1,4 +1,5 @@
-"""Tiny MNIST-like archives in fastai's layout, for the tests and the validator (dvc-check.yaml).
+"""Tiny MNIST-like archives in fastai's layout, for the tests and the validator (dvc-check.yaml),
+and images for the predict command's tests.
 
 Each class is a bright bar at its own position plus noise, so even the linear
 model separates them in a few steps. Nothing here touches the network, and the
@@ -7,6 +8,8 @@ same arguments give the same bytes.
 
 import gzip
 import io
+import math
+import struct
 import tarfile
 import zlib
 from pathlib import Path
@@ -96,3 +99,21 @@ if __name__ == "__main__":  # python tests/fixtures.py mirror DIR: dvc-check.yam
     if len(sys.argv) != 3 or sys.argv[1] != "mirror":
         sys.exit("usage: python tests/fixtures.py mirror DIR")
     make_mirror(Path(sys.argv[2]))
+
+
+def blank_png(path: Path, width: int, height: int, bit_depth: int = 1, colour_type: int = 0) -> Path:
+    """A valid one-colour PNG of any size, compressed row by row: 30000×30000 (a decompression bomb)
+    is a few hundred KB on disk and never whole in this process's memory."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    channels = {0: 1, 2: 3, 6: 4}[colour_type]  # grey, RGB, RGBA
+    row = bytes(1 + math.ceil(width * channels * bit_depth / 8))  # filter byte, then zeros
+    z = zlib.compressobj(1)
+    idat = b"".join(z.compress(row) for _ in range(height)) + z.flush()
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )
+    return path

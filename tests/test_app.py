@@ -9,12 +9,11 @@ import sys
 
 import pytest
 from fastapi.testclient import TestClient
-from test_predict import blank_png
 
 from conftest import ROOT, free_port, wait_until_serving
 from digits import app as app_module
 from digits.app import MAX_BODY, MAX_PIXELS, is_local, make_app
-from fixtures import STROKES, drawn, png_bytes
+from fixtures import STROKES, blank_png, drawn, png_bytes
 
 
 def data_url(png: bytes) -> str:

@@ -63,14 +63,25 @@ def biggest_difference(a: dict, b: dict) -> float:
     return max((a[k].double() - b[k].double()).abs().max().item() for k in a)
 
 
-def test_uneven_shards_match_one_process(tmp_path):
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory) -> Path:
+    """The folder of the default fixture run (prepare's) in one process: the reference."""
+    folder = tmp_path_factory.mktemp("one")
+    train_with(folder, 1)
+    return folder
+
+
+def test_uneven_shards_match_one_process(tmp_path, one_process):
     # 50 images in batches of 8: 6 full batches and one of 2. With 3 ranks the shares are
     # 3, 3 and 2 images, and in the last batch 1, 1 and none; with 2 ranks, 4 and 4, then 1 and 1.
-    one = train_with(tmp_path / "1", 1)
+    one = trained(one_process)
     for nproc in (2, 3):
         assert biggest_difference(one, train_with(tmp_path / str(nproc), nproc)) < 1e-5, nproc
         # Validation is sharded too (13 images: 7 and 6, or 5, 4 and 4); its sums add up.
-        logged = [json.loads((tmp_path / n / "live" / "metrics.json").read_text()) for n in ("1", str(nproc))]
+        logged = [
+            json.loads((f / "live" / "metrics.json").read_text())
+            for f in (one_process, tmp_path / str(nproc))
+        ]
         assert logged[0]["valid_accuracy"] == logged[1]["valid_accuracy"]
         assert abs(logged[0]["valid_loss"] - logged[1]["valid_loss"]) < 1e-5
 
@@ -96,9 +107,9 @@ def test_saved_running_means_are_the_average_over_ranks_not_rank_0s(tmp_path):
     assert torch.allclose(one, two, atol=1e-6), (one - two).abs().max()
 
 
-def test_two_nodes_with_c10d_rendezvous_match_one_process(tmp_path):
+def test_two_nodes_with_c10d_rendezvous_match_one_process(tmp_path, one_process):
     # docs/scale-out.md: the same command on each node; here both "nodes" are this machine.
-    one = train_with(tmp_path / "one", 1)
+    one = trained(one_process)
     port = free_port()
     launchers = []
     for node in ("node0", "node1"):

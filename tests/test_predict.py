@@ -4,10 +4,8 @@ import io
 import json
 import math
 import os
-import struct
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +15,7 @@ from PIL import Image, ImageOps
 from conftest import ROOT
 from digits import predict as predict_module
 from digits.predict import MAX_PIXELS, NoDigit, TooLarge, Unreadable, read_image, shrink, to_mnist
-from fixtures import drawn, make_archive, png_bytes
+from fixtures import blank_png, drawn, make_archive, png_bytes
 
 
 def predict(*args: str, cwd=ROOT) -> subprocess.CompletedProcess:
@@ -65,24 +63,6 @@ def encoded(image: Image.Image, fmt: str = "PNG", **options) -> bytes:
     buf = io.BytesIO()
     image.save(buf, format=fmt, **options)
     return buf.getvalue()
-
-
-def blank_png(path: Path, width: int, height: int, bit_depth: int = 1, colour_type: int = 0) -> Path:
-    """A valid one-colour PNG of any size, compressed row by row: 30000×30000 (a decompression bomb)
-    is a few hundred KB on disk and never whole in this process's memory."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    channels = {0: 1, 2: 3, 6: 4}[colour_type]  # grey, RGB, RGBA
-    row = bytes(1 + math.ceil(width * channels * bit_depth / 8))  # filter byte, then zeros
-    z = zlib.compressobj(1)
-    idat = b"".join(z.compress(row) for _ in range(height)) + z.flush()
-    header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
-    path.write_bytes(
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
-    )
-    return path
 
 
 def difference(a: np.ndarray, b: np.ndarray) -> float:

@@ -7,8 +7,8 @@ Every run is the real `train` stage (`python -m stages.train`) on the prepared M
 a scratch folder, timed wall to wall with its start-up, as `dvc repro` pays it, and then
 scored on the 10,000 test images as `evaluate` scores them. The old default is the code and
 params.yaml of commit OLD_COMMIT, unpacked with `git archive` into a scratch folder and run
-from there; the new one is this working tree. The two take turns seed by seed, so drift in
-the machine's speed hits both alike. Each run's per-epoch valid accuracy (the stage's log)
+from there; the new one is this working tree. All recipes take turns seed by seed, so drift
+in the machine's speed hits them alike. Each run's per-epoch valid accuracy (the stage's log)
 is kept too. Writes bench/accuracy.json and its section of BENCHMARKS.md.
 """
 
@@ -17,6 +17,7 @@ import io
 import json
 import os
 import re
+import shlex
 import statistics
 import subprocess
 import sys
@@ -107,6 +108,7 @@ def table(results: dict) -> pd.DataFrame:
 
 def report(results: dict, seeds: list[int], runs_left: int) -> None:
     new = yaml.safe_load((ROOT / "params.yaml").read_text())["train"]
+    command = shlex.join([".venv/bin/python", "bench/accuracy.py", *sys.argv[1:]])
     recipe = ("epochs", "batch_size", "lr", "shift", "rotate", "scale", "label_smoothing", "ema")
     unfinished = (
         f"\n\nUnfinished: {runs_left} planned run(s) had not finished when this was written."
@@ -117,12 +119,12 @@ def report(results: dict, seeds: list[int], runs_left: int) -> None:
         "bench/accuracy.py",
         f"""## Accuracy: the new default against the old
 
-`.venv/bin/python bench/accuracy.py`: the real `train` stage on the full MNIST, the old
-default (the code and params of commit {OLD_COMMIT}, run from a `git archive` of it) and the new
-one (this tree) with seeds {", ".join(map(str, seeds))}, taking turns seed by seed so both
-see the same load on a shared machine. Test accuracy on the 10,000 test images, the valid
-accuracy of the saved (averaged) weights after the first epoch, and the stage's wall time
-with start-up (median over the seeds), in one run on one machine. New default:
+`{command}`: the real `train` stage on the full MNIST, the old default (the code and params
+of commit {OLD_COMMIT}, run from a `git archive` of it) and the new one (this tree) with seeds
+{", ".join(map(str, seeds))}, and any other recipes below, all taking turns seed by seed so
+they see the same load on a shared machine. Test accuracy on the 10,000 test images, the
+valid accuracy of the saved (averaged) weights after the first epoch, and the stage's wall
+time with start-up (median over the seeds), in one run on one machine. New default:
 {", ".join(f"`{k}: {new[k]}`" for k in recipe)}. Rows below the two defaults, if any,
 are other recipes from the same run (changes to the new default).{unfinished}
 
@@ -143,8 +145,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         code = {OLD: unpack(OLD_COMMIT, Path(tmp)), NEW: ROOT, **{c: ROOT for c in args.candidates}}
         changes = {OLD: {}, NEW: {}, **CANDIDATES}
-        plan = [(name, seed) for seed in args.candidate_seeds for name in args.candidates]
-        plan += [] if args.no_defaults else [(name, seed) for seed in args.seeds for name in (NEW, OLD)]
+        # Seed by seed, every recipe in turn: drift in the machine's speed hits all alike.
+        defaults = [] if args.no_defaults else [NEW, OLD]
+        seeds = sorted(set(args.candidate_seeds) | set([] if args.no_defaults else args.seeds))
+        plan = [
+            (name, seed)
+            for seed in seeds
+            for name in defaults + args.candidates
+            if seed in (args.seeds if name in defaults else args.candidate_seeds)
+        ]
         for i, (name, seed) in enumerate(plan):
             results[name].append(run(code[name], changes[name], seed, test))
             print(name, json.dumps(results[name][-1]), flush=True)

@@ -226,6 +226,15 @@ def test_file_read_in_a_thread(text_repo):
     text_repo.expect_invalid(reads("prepare", "data/extra.txt"))
 
 
+def test_module_imported_from_beside_the_script(text_repo):
+    """train imports a helper module that sits beside src/train.py but is not in its deps."""
+    text_repo.write("src/scale.py", "def scale(x):\n    return x * 0.5\n")
+    text_repo.edit("src/train.py", "import json\n", "import json\n\nfrom scale import scale\n")
+    text_repo.edit("src/train.py", "    bias = 0.0\n", "    bias = scale(0.0)\n")
+    text_repo.commit("train: a helper module", lock="repro")
+    text_repo.expect_invalid(reads("train", "src/scale.py"))
+
+
 def test_file_read_by_a_python_c_helper(text_repo):
     text_repo.write("data/baseline.json", '{"accuracy": 0.5}\n')
     text_repo.edit("src/evaluate.py", "import os\n", "import os\nimport subprocess\nimport sys\n")

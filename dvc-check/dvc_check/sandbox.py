@@ -313,9 +313,9 @@ def siblings(ws: Workspace, stage: Stage, given: dict[str, Path]) -> dict[str, P
                 and path not in given
                 and path not in stage.params
                 and not DVC_FILES.search(path)
+                and not any(under(path, o) for o in stage.outs)
             ):
-                if not any(under(path, o) for o in stage.outs):
-                    found[path] = ws.src
+                found[path] = ws.src
     return found
 
 
@@ -336,6 +336,7 @@ def check_stage(ws: Workspace, stage: Stage) -> list[str]:
             return [f"{stage.name}: dep {dep} does not exist (it is neither in git nor made by a stage)"]
         given[dep] = base
     decoys = siblings(ws, stage, given)
+    handed = {**decoys, **given}  # what the sandbox holds besides the params files
     full = {f: read_params_file(ws.src / f) for f in stage.params if (ws.src / f).is_file()}
     # A TOML or Python params file is handed over whole: undeclared keys in it are not checked.
     declared = {
@@ -364,7 +365,7 @@ def check_stage(ws: Workspace, stage: Stage) -> list[str]:
         return saved["problems"]
 
     box = ws.work / "box"
-    repo = assemble(ws, stage, box, {**decoys, **given}, cut_params)
+    repo = assemble(ws, stage, box, handed, cut_params)
     before = files_in(repo)
     first = execute(ws, stage, box, repo, traced=True)
     after = files_in(repo)
@@ -379,7 +380,7 @@ def check_stage(ws: Workspace, stage: Stage) -> list[str]:
                 if extra is ALL
                 else {f: dump(cut(full[f], declared[f] + extra.get(f, [])), f) for f in full}
             )
-            trial = assemble(ws, stage, box, {**decoys, **given}, content)
+            trial = assemble(ws, stage, box, handed, content)
             runs[0] += 1
             return execute(ws, stage, box, trial, traced=False), trial
 

@@ -1,15 +1,16 @@
 """dvc-check (dvc-check/) on this pipeline: each route a stage can take to an undeclared
 input or output, made as a mistake in a temporary copy of the repository, fails with a
-line that names it; so do mistakes in this project's dvc.yaml and results; a rerun on
-"another machine" (another thread count, another CPU capability) passes when honest and
-fails when forged, within this project's tolerances (dvc-check.yaml).
+line that names it; so do mistakes in this project's dvc.yaml and results; an honest rerun
+is byte-identical on this machine, and within this project's tolerances (dvc-check.yaml) on
+"another machine" (another thread count, another CPU capability).
 
 What dvc-check finds in any pipeline is tested in its own suite (dvc-check/tests), on two
 small pipelines whose stages start in a fraction of the time this one's torch stages take:
 stale params and code, a module missing from the deps, a dep never read, an undeclared write
-after a clean `dvc repro`, and harmless changes (params reformatted, a param declared but not
-read, a cmd list, a dep inside an upstream out folder in a fresh clone, a folder dep with
-Python's caches in it).
+after a clean `dvc repro`, forged results caught by a rerun on the same machine and on another
+one, thresholds held by the committed results, and harmless changes (params reformatted, a
+param declared but not read, a cmd list, a dep inside an upstream out folder in a fresh clone,
+a folder dep with Python's caches in it).
 
 One copy of the committed SMALL run serves every test: dvc-check caches each stage's sandbox
 run by the content it was given, so each test reruns only the stage it touched."""
@@ -253,35 +254,12 @@ def restore(repo) -> None:
 ANOTHER_MACHINE = {"OMP_NUM_THREADS": "1", "ATEN_CPU_CAPABILITY": "default"}
 
 
-def test_forged_results_fail_a_rerun_on_this_machine(repo, edit, mirror):
-    forge_metrics(repo, edit, 0.999)
-    sh(repo, "git", "commit", "-qam", "forged metrics")
-    try:
-        assert validate(repo).returncode == 0  # before the rerun, the forgery is consistent
-        result = validate(repo, real_run=True, mirror=mirror)
-    finally:
-        sh(repo, "git", "reset", "-q", "--hard", "HEAD~1")
-    assert result.returncode == 1
-    assert "invalid: rerun changed what was committed: dvc.lock, metrics/test.json" in result.stderr
-    assert '-  "accuracy": 0.999' in result.stdout  # the diff is shown
-
-
-def test_rerun_on_another_machine_compares_within_tolerance(repo, edit, mirror):
+def test_honest_rerun_on_another_machine_is_within_this_projects_tolerances(repo, mirror):
     honest = validate(repo, real_run=True, mirror=mirror, env=ANOTHER_MACHINE)
     restore(repo)
     assert honest.returncode == 0, honest.stderr
     assert "results: another machine than the one that made them (threads " in honest.stdout
     assert "cpu_capability" in honest.stdout
-    forge_metrics(repo, edit, 0.9)
-    sh(repo, "git", "commit", "-qam", "forged metrics")
-    try:
-        forged = validate(repo, real_run=True, mirror=mirror, env=ANOTHER_MACHINE)
-    finally:
-        sh(repo, "git", "reset", "-q", "--hard", "HEAD~1")
-        restore(repo)
-    assert forged.returncode == 1
-    assert "invalid: metrics/test.json: accuracy is " in forged.stderr
-    assert "but 0.9 committed" in forged.stderr and "more than the tolerance 0.002" in forged.stderr
 
 
 def test_accuracy_below_threshold(repo, edit):

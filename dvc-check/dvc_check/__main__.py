@@ -12,7 +12,7 @@ from pathlib import Path
 
 from dvc_check.config import NAME, ConfigError, load_config
 from dvc_check.pipeline import check_definitions, check_stale, load_stages
-from dvc_check.results import check_require, check_rerun, write_summary
+from dvc_check.results import check_require, check_rerun, committed_metrics, write_summary
 from dvc_check.sandbox import Workspace, check_sandboxed
 
 
@@ -23,11 +23,12 @@ def validate(root: Path, config_path: Path, base: str | None, real_run: bool) ->
     except Exception as e:  # DVC's own parse and schema errors
         return [f"dvc.yaml does not parse: {(str(e).strip().splitlines() or [repr(e)])[0]}"]
     workspace = Workspace(root, config, stages)
+    committed = committed_metrics(root, config)
     steps = [
         lambda: check_definitions(root, stages),
         lambda: check_stale(root, stages) + check_sandboxed(workspace),
         lambda: check_rerun(root, stages, config) if real_run else [],
-        lambda: check_require(root, config, base),
+        lambda: check_require(root, config, base, committed),
     ]
     for step in steps:
         problems = step()

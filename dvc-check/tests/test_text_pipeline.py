@@ -351,12 +351,11 @@ def test_params_changed_without_repro(text_repo):
 # Results.
 
 
-def test_forged_metrics(text_repo):
+def forge(text_repo: Repo, accuracy: float) -> None:
     """The metrics file edited by hand, and dvc.lock's md5 and size made to match: `dvc status` is
-    clean, but the real run gives the true metrics back."""
-    old = (text_repo.path / "eval/metrics.json").read_bytes()
-    metrics = json.loads(old)
-    metrics["accuracy"] = 0.987 if metrics["accuracy"] != 0.987 else 0.986
+    clean, but a real run gives the true metrics back."""
+    metrics = json.loads(text_repo.read("eval/metrics.json"))
+    metrics["accuracy"] = accuracy
     new = (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode()
     (text_repo.path / "eval/metrics.json").write_bytes(new)
     lock, n = re.subn(
@@ -368,6 +367,11 @@ def test_forged_metrics(text_repo):
     text_repo.write("dvc.lock", lock)
     assert "up to date" in text_repo.dvc("status").stdout
     text_repo.commit("evaluate: better accuracy")
+
+
+def test_forged_metrics(text_repo):
+    accuracy = json.loads(text_repo.read("eval/metrics.json"))["accuracy"]
+    forge(text_repo, 0.987 if accuracy != 0.987 else 0.986)
     text_repo.expect_match(
         r"invalid: rerun changed what was committed: .*eval/metrics\.json.*", real_run=True
     )
@@ -377,6 +381,59 @@ def test_metric_below_the_required_minimum(text_repo):
     text_repo.write("dvc-check.yaml", "require:\n  eval/metrics.json:\n    accuracy: {min: 1.5}\n")
     text_repo.commit("require an impossible accuracy")
     text_repo.expect_match(r"invalid: eval/metrics\.json: accuracy = [0-9.]+ is below the minimum 1\.5\b.*")
+
+
+def another_machine_scores(text_repo: Repo, monkeypatch, shift: float, minimum_above: float) -> float:
+    """evaluate records a machine fact, and on machine "b" its accuracy moves by `shift` (as another
+    CPU's rounding may move it); the committed run is machine "a"'s, the rerun machine "b"'s, with a
+    tolerance of 0.002 and a minimum `minimum_above` the committed accuracy. Returns that accuracy."""
+    text_repo.edit(
+        "src/evaluate.py",
+        '    os.makedirs("eval/plots", exist_ok=True)\n',
+        '    machine = os.environ.get("MACHINE", "a")\n'
+        f'    metrics.update(machine=machine, accuracy=metrics["accuracy"] + (machine == "b") * {shift})\n'
+        '    os.makedirs("eval/plots", exist_ok=True)\n',
+    )
+    text_repo.commit("evaluate: record the machine", lock="repro")
+    committed = json.loads(text_repo.read("eval/metrics.json"))["accuracy"]
+    text_repo.write(
+        "dvc-check.yaml",
+        "reproduce:\n  facts: {eval/metrics.json: [machine]}\n"
+        "  tolerance: {eval/metrics.json: {accuracy: 0.002}}\n"
+        f"require:\n  eval/metrics.json:\n    accuracy: {{min: {committed + minimum_above}}}\n",
+    )
+    text_repo.commit("thresholds")
+    monkeypatch.setenv("MACHINE", "b")
+    return committed
+
+
+def test_minimum_holds_for_the_committed_metrics_not_a_rerun_within_tolerance(text_repo, monkeypatch):
+    """Another machine scores 0.001 lower than the committed run, below the minimum that the committed
+    run meets: within the tolerance, so the committed claim stands."""
+    another_machine_scores(text_repo, monkeypatch, shift=-0.001, minimum_above=-0.0005)
+    result = text_repo.expect_valid(real_run=True)
+    assert "results: another machine than the one that made them (machine a -> b)" in result.stdout
+
+
+def test_minimum_missed_by_the_committed_metrics_even_when_a_rerun_meets_it(text_repo, monkeypatch):
+    committed = another_machine_scores(text_repo, monkeypatch, shift=0.001, minimum_above=0.0005)
+    text_repo.expect_invalid(
+        f"invalid: eval/metrics.json: accuracy = {committed:.6g} is below the minimum {committed + 0.0005}",
+        real_run=True,
+    )
+
+
+def test_forged_metrics_on_another_machine(text_repo, monkeypatch):
+    """Another machine's rerun is held to the tolerance, not to byte equality: a forgery beyond it
+    still fails."""
+    committed = another_machine_scores(text_repo, monkeypatch, shift=-0.001, minimum_above=-0.01)
+    forge(text_repo, committed - 0.005)
+    text_repo.expect_match(
+        rf"invalid: eval/metrics\.json: accuracy is {re.escape(str(committed - 0.001))} on rerun but "
+        rf"{re.escape(str(committed - 0.005))} "
+        r"committed, off by 0\.004, more than the tolerance 0\.002 \(dvc-check\.yaml reproduce\.tolerance\)",
+        real_run=True,
+    )
 
 
 def test_not_a_dvc_repository(tmp_path):

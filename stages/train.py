@@ -23,8 +23,10 @@ GPU does not wait on the host after each batch.
 """
 
 import copy
+import hashlib
 import math
 import os
+import platform
 import sys
 from collections.abc import Callable
 from functools import partial
@@ -55,12 +57,29 @@ def pick_device(setting: str) -> torch.device:
     return torch.device(setting)
 
 
+def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> tuple[str, str]:
+    """The CPU's model name and a digest of its feature flags, as Linux reports them. ATen's
+    cpu_capability is coarse: oneDNN picks its kernels by finer features, so two CPUs with
+    the same capability can train other bytes (bench/cpu_paths.py)."""
+    try:
+        with open(cpuinfo) as f:  # one block per CPU, all alike: the last one's fields
+            fields = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in f if ":" in line)}
+    except OSError:
+        fields = {}
+    model = fields.get("model name") or fields.get("Hardware") or platform.processor() or "unknown"
+    flags = sorted((fields.get("flags") or fields.get("Features") or "").split())
+    return model, hashlib.sha256(" ".join(flags).encode()).hexdigest()[:12] if flags else "unknown"
+
+
 def machine_facts(device: torch.device) -> dict:
+    cpu, cpu_flags = cpu_model()
     return {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "processes": dist.get_world_size() if dist.is_initialized() else 1,
         "threads": torch.get_num_threads(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu": cpu,
+        "cpu_flags": cpu_flags,
         "torch": torch.__version__,
     }
 

@@ -109,6 +109,24 @@ def test_device_selection():
             tr.pick_device("cuda")
 
 
+def cpuinfo(tmp_path, name: str, model: str, flags: str) -> str:
+    """A /proc/cpuinfo of two CPUs, as Linux writes it (tabs before the colons)."""
+    block = f"processor\t: {{}}\nvendor_id\t: GenuineIntel\nmodel name\t: {model}\nflags\t\t: {flags}\n\n"
+    (tmp_path / name).write_text(block.format(0) + block.format(1))
+    return str(tmp_path / name)
+
+
+def test_cpu_facts_tell_apart_cpus_with_the_same_model_name_but_other_features(tmp_path):
+    model = "Intel(R) Xeon(R) Processor @ 2.80GHz"
+    vnni = tr.cpu_model(cpuinfo(tmp_path, "a", model, "fpu sse2 avx2 avx512f avx512_vnni"))
+    assert vnni[0] == model
+    assert tr.cpu_model(cpuinfo(tmp_path, "b", model, "avx512_vnni avx512f avx2 sse2 fpu")) == vnni
+    assert tr.cpu_model(cpuinfo(tmp_path, "c", model, "fpu sse2 avx2 avx512f"))[1] != vnni[1]
+    assert tr.cpu_model(str(tmp_path / "none"))[1] == "unknown"  # not Linux: no flags to tell
+    facts = tr.machine_facts(torch.device("cpu"))
+    assert (facts["cpu"], facts["cpu_flags"]) == tr.cpu_model()
+
+
 def test_normalise_makes_float_channels():
     x = torch.full((2, 28, 28), 255, dtype=torch.uint8)
     out = normalise(x, 0.5, 0.25)

@@ -137,20 +137,22 @@ FILE_ROUTES = {
     ),
 }
 PARAM_ROUTES = {  # each puts what it read into metrics/test.json, so the value matters
+    # The loader reads a whole section, so dvc-check names the section; the child process reads
+    # one key, which dvc-check narrows down to among the section's keys.
     "an undeclared section through the params loader": (
-        "result['dataset'] = load_params(Download).dataset",
-        "evaluate reads param download.dataset, which is not in its params",
+        "result['lr'] = load_params(Train).lr",
+        "evaluate reads param train, which is not in its params",
     ),
     "an undeclared key through yaml.safe_load, read in a child process (`cat params.yaml`)": (
         "text = subprocess.run(['cat', 'params.yaml'], capture_output=True, text=True).stdout\n"
-        "result['lr'] = yaml.safe_load(text)['train']['lr']",
-        "evaluate reads param train.lr, which is not in its params",
+        "result['seed'] = yaml.safe_load(text)['preprocess']['seed']",
+        "evaluate reads param preprocess.seed, which is not in its params",
     ),
     "the params loader in a process whose __main__ has no __spec__": (
-        "child = 'from digits.params import Preprocess, load_params; print(load_params(Preprocess).seed)'\n"
+        "child = 'from digits.params import Download, load_params; print(load_params(Download).dataset)'\n"
         "found = subprocess.run([sys.executable, '-c', child], capture_output=True, text=True)\n"
-        "result['seed'] = found.stdout",
-        "evaluate reads param preprocess, which is not in its params",
+        "result['dataset'] = found.stdout",
+        "evaluate reads param download.dataset, which is not in its params",
     ),
 }
 IMPORTS = (
@@ -177,7 +179,7 @@ def with_routes(repo, routes: dict, where: str):
     path.write_text(
         edited.replace(
             "from digits.params import Evaluate, load_params\n",
-            "from digits.params import Download, Evaluate, load_params\n" + IMPORTS,
+            "from digits.params import Evaluate, Train, load_params\n" + IMPORTS,
         )
     )
     try:

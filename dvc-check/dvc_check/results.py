@@ -89,16 +89,19 @@ def rerun(root: Path, stages: list[Stage]) -> str | None:
 
 def check_rerun(root: Path, stages: list[Stage], config: Config) -> list[str]:
     before = results_files(root, stages)
-    committed = {f: _read(root / f) for f in before}
+    # Every metrics file (cached by DVC or not), and every file a threshold reads: step 5
+    # trusts the committed numbers that pass here.
+    metrics = sorted({m for s in stages for m in s.metrics} | set(config.tolerance) | set(config.require))
+    read = {*metrics, *config.facts}
+    committed = {f: _read(root / f) for f in {*before, *read}}
     facts_before = facts_of(root, config, committed)
     failure = rerun(root, stages)
     if failure:
         return [failure]
     files = sorted(set(before) | set(results_files(root, stages)))
-    committed = {f: committed.get(f) for f in files}
-    now = {f: _read(root / f) for f in files}
+    now = {f: _read(root / f) for f in {*files, *read}}
     facts_after = facts_of(root, config, now)
-    changed = [f for f in files if committed[f] != now[f]]
+    changed = [f for f in files if committed.get(f) != now[f]]
     differ = {
         k: (facts_before[k], facts_after[k]) for k in facts_after if facts_before.get(k) != facts_after[k]
     }
@@ -118,7 +121,6 @@ def check_rerun(root: Path, stages: list[Stage], config: Config) -> list[str]:
     print(f"results: another machine than the one that made them ({said}), so numbers are compared "
           "within reproduce.tolerance (dvc-check.yaml), and output hashes are not")  # fmt: skip
     problems = compare_lock(text(committed["dvc.lock"]), text(now["dvc.lock"]), stages)
-    metrics = sorted({m for s in stages for m in s.metrics} | set(config.tolerance))
     for file in metrics:
         problems += compare_metrics(file, text(committed.get(file)), text(now.get(file)), config)
     return problems
@@ -183,7 +185,10 @@ def check_require(
                                capture_output=True).returncode:  # fmt: skip
         return [f"--base {base} is not a revision of this repository"]
     for file, keys in config.require.items():
-        values = flat(read_metrics(text(committed[file])))
+        # Absent before the rerun (a DVC-cached metric not pulled): the rerun's, which step 4
+        # matched to dvc.lock's hash on this machine's facts, or to nothing elsewhere.
+        content = committed.get(file)
+        values = flat(read_metrics(text(content if content is not None else _read(root / file))))
         old = flat(read_metrics(git_show(root, base, file))) if base else {}
         for key, limits in keys.items():
             value = values.get(key)

@@ -383,10 +383,13 @@ def test_metric_below_the_required_minimum(text_repo):
     text_repo.expect_match(r"invalid: eval/metrics\.json: accuracy = [0-9.]+ is below the minimum 1\.5\b.*")
 
 
-def another_machine_scores(text_repo: Repo, monkeypatch, shift: float, minimum_above: float) -> float:
+def another_machine_scores(
+    text_repo: Repo, monkeypatch, shift: float, minimum_above: float, tolerance: bool = True
+) -> float:
     """evaluate records a machine fact, and on machine "b" its accuracy moves by `shift` (as another
     CPU's rounding may move it); the committed run is machine "a"'s, the rerun machine "b"'s, with a
-    tolerance of 0.002 and a minimum `minimum_above` the committed accuracy. Returns that accuracy."""
+    tolerance of 0.002 (or none) and a minimum `minimum_above` the committed accuracy. Returns that
+    accuracy."""
     text_repo.edit(
         "src/evaluate.py",
         '    os.makedirs("eval/plots", exist_ok=True)\n',
@@ -399,8 +402,8 @@ def another_machine_scores(text_repo: Repo, monkeypatch, shift: float, minimum_a
     text_repo.write(
         "dvc-check.yaml",
         "reproduce:\n  facts: {eval/metrics.json: [machine]}\n"
-        "  tolerance: {eval/metrics.json: {accuracy: 0.002}}\n"
-        f"require:\n  eval/metrics.json:\n    accuracy: {{min: {committed + minimum_above}}}\n",
+        + ("  tolerance: {eval/metrics.json: {accuracy: 0.002}}\n" if tolerance else "")
+        + f"require:\n  eval/metrics.json:\n    accuracy: {{min: {committed + minimum_above}}}\n",
     )
     text_repo.commit("thresholds")
     monkeypatch.setenv("MACHINE", "b")
@@ -434,6 +437,36 @@ def test_forged_metrics_on_another_machine(text_repo, monkeypatch):
         r"committed, off by 0\.004, more than the tolerance 0\.002 \(dvc-check\.yaml reproduce\.tolerance\)",
         real_run=True,
     )
+
+
+def test_a_required_file_that_is_no_declared_metric_is_compared_on_another_machine(text_repo, monkeypatch):
+    """eval/metrics.json as a plain out, with no tolerance for it: a threshold reads it, so another
+    machine's rerun must still match what was committed (here exactly: no tolerance)."""
+    text_repo.edit(
+        "dvc.yaml", "    metrics:\n    - eval/metrics.json:\n", "    outs:\n    - eval/metrics.json:\n"
+    )
+    text_repo.commit("metrics as a plain out", lock="repro")
+    committed = another_machine_scores(text_repo, monkeypatch, shift=0.0, minimum_above=-0.5, tolerance=False)
+    forge(text_repo, committed - 0.05)
+    text_repo.expect_match(
+        rf"invalid: eval/metrics\.json: accuracy is {re.escape(str(committed))} on rerun but "
+        rf"{re.escape(str(committed - 0.05))} committed, off by .* more than the tolerance 0\.0 .*",
+        real_run=True,
+    )
+
+
+def test_a_required_metric_that_dvc_caches_and_was_not_pulled_is_read_after_the_rerun(text_repo):
+    """Not in the workspace before the rerun, so the threshold reads what the rerun wrote, which
+    dvc.lock's hash vouches for on the committing machine's facts."""
+    text_repo.edit(
+        "dvc.yaml", "    - eval/metrics.json:\n        cache: false\n", "    - eval/metrics.json\n"
+    )
+    text_repo.git("rm", "-q", "--cached", "eval/metrics.json")
+    text_repo.write("dvc-check.yaml", "require:\n  eval/metrics.json:\n    accuracy: {min: 0.5}\n")
+    text_repo.dvc("repro", "--force", "evaluate")  # only the out's cache flag changed: DVC sees nothing to do
+    text_repo.commit("metrics cached by DVC")
+    (text_repo.path / "eval/metrics.json").unlink()
+    text_repo.expect_valid(real_run=True)
 
 
 def test_not_a_dvc_repository(tmp_path):

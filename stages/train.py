@@ -27,6 +27,7 @@ import hashlib
 import math
 import os
 import platform
+import re
 import sys
 from collections.abc import Callable
 from functools import partial
@@ -57,17 +58,27 @@ def pick_device(setting: str) -> torch.device:
     return torch.device(setting)
 
 
+# x86 flags of instruction sets that math libraries choose kernels by; the others (pti, ibrs,
+# ...) change with the kernel's settings, not the CPU. ARM's Features are all instruction sets.
+ISA_FLAGS = re.compile(
+    r"(sse|ssse|avx|fma|f16c|bmi|amx|movbe|popcnt|abm|adx|aes|pclmul|sha|gfni|vaes|vpclmul)"
+)
+
+
 def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> tuple[str, str]:
-    """The CPU's model name and a digest of its feature flags, as Linux reports them. ATen's
-    cpu_capability is coarse: oneDNN picks its kernels by finer features, so two CPUs with
-    the same capability can train other bytes (bench/cpu_paths.py)."""
+    """The CPU's model name and a digest of its instruction-set flags, as Linux reports them.
+    ATen's cpu_capability is coarse: oneDNN picks its kernels by finer features, so two CPUs
+    with the same capability can train other bytes (bench/cpu_paths.py)."""
     try:
         with open(cpuinfo) as f:  # one block per CPU, all alike: the last one's fields
             fields = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in f if ":" in line)}
     except OSError:
         fields = {}
     model = fields.get("model name") or fields.get("Hardware") or platform.processor() or "unknown"
-    flags = sorted((fields.get("flags") or fields.get("Features") or "").split())
+    if "flags" in fields:
+        flags = sorted(f for f in fields["flags"].split() if ISA_FLAGS.match(f))
+    else:
+        flags = sorted(fields.get("Features", "").split())
     return model, hashlib.sha256(" ".join(flags).encode()).hexdigest()[:12] if flags else "unknown"
 
 

@@ -2,8 +2,9 @@ import dataclasses
 
 import pytest
 import torch
+import yaml
 
-from conftest import TRAIN
+from conftest import ROOT, TRAIN
 from digits.cli import StageError
 from digits.models import build_model, mnist_loss, model_loss, normalise
 from fixtures import digit
@@ -122,9 +123,20 @@ def test_cpu_facts_tell_apart_cpus_with_the_same_model_name_but_other_features(t
     assert vnni[0] == model
     assert tr.cpu_model(cpuinfo(tmp_path, "b", model, "avx512_vnni avx512f avx2 sse2 fpu")) == vnni
     assert tr.cpu_model(cpuinfo(tmp_path, "c", model, "fpu sse2 avx2 avx512f"))[1] != vnni[1]
+    # Flags the kernel sets by its mitigation settings are the same CPU.
+    assert (
+        tr.cpu_model(cpuinfo(tmp_path, "d", model, "fpu sse2 avx2 avx512f avx512_vnni pti ibrs ssbd")) == vnni
+    )
     assert tr.cpu_model(str(tmp_path / "none"))[1] == "unknown"  # not Linux: no flags to tell
     facts = tr.machine_facts(torch.device("cpu"))
     assert (facts["cpu"], facts["cpu_flags"]) == tr.cpu_model()
+
+
+def test_dvc_check_compares_runs_by_every_machine_fact_train_records():
+    # A fact left out of dvc-check.yaml would let two machines that differ there be held to
+    # byte identity.
+    facts = yaml.safe_load((ROOT / "dvc-check.yaml").read_text())["reproduce"]["facts"]
+    assert [set(keys) for keys in facts.values()] == [set(tr.machine_facts(torch.device("cpu")))]
 
 
 def test_normalise_makes_float_channels():

@@ -186,7 +186,7 @@ def check_require(
         return [f"--base {base} is not a revision of this repository"]
     for file, keys in config.require.items():
         # Absent before the rerun (a DVC-cached metric not pulled): the rerun's, which step 4
-        # matched to dvc.lock's hash on this machine's facts, or to nothing elsewhere.
+        # matched to dvc.lock's hash (with other facts, step 4 failed: nothing to compare it to).
         content = committed.get(file)
         values = flat(read_metrics(text(content if content is not None else _read(root / file))))
         old = flat(read_metrics(git_show(root, base, file))) if base else {}

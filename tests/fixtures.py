@@ -93,14 +93,6 @@ def make_mirror(folder: Path) -> Path:
     return folder
 
 
-if __name__ == "__main__":  # python tests/fixtures.py mirror DIR: dvc-check.yaml's small run
-    import sys
-
-    if len(sys.argv) != 3 or sys.argv[1] != "mirror":
-        sys.exit("usage: python tests/fixtures.py mirror DIR")
-    make_mirror(Path(sys.argv[2]))
-
-
 def blank_png(path: Path, width: int, height: int, bit_depth: int = 1, colour_type: int = 0) -> Path:
     """A valid one-colour PNG of any size, compressed row by row: 30000×30000 (a decompression bomb)
     is a few hundred KB on disk and never whole in this process's memory."""
@@ -117,3 +109,11 @@ def blank_png(path: Path, width: int, height: int, bit_depth: int = 1, colour_ty
         b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
     )
     return path
+
+
+if __name__ == "__main__":  # python tests/fixtures.py mirror DIR: dvc-check.yaml's small run
+    import sys
+
+    if len(sys.argv) != 3 or sys.argv[1] != "mirror":
+        sys.exit("usage: python tests/fixtures.py mirror DIR")
+    make_mirror(Path(sys.argv[2]))

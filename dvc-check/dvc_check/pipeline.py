@@ -3,6 +3,7 @@ need no run: definitions and stale results."""
 
 import importlib.util
 import json
+import logging
 import os
 import shlex
 import subprocess
@@ -209,6 +210,16 @@ def dvc(root: Path, *args: str, env: dict | None = None) -> subprocess.Completed
     )
 
 
+def dvc_status(root: Path) -> dict:
+    """What `dvc status --json` prints, in this process: load_stages has loaded DVC already,
+    and a second Python that loads it again takes a second."""
+    from dvc.repo import Repo, lock_repo
+
+    logging.getLogger("dvc").addHandler(logging.NullHandler())  # its warnings are not ours to print
+    with Repo(str(root)) as repo, lock_repo(repo):
+        return repo.status()
+
+
 def check_stale(root: Path, stages: list[Stage]) -> list[str]:
     """dvc status, forgiving only cached data that a fresh clone does not have."""
     fix = "(run dvc repro, then commit dvc.lock and the results)"
@@ -236,11 +247,12 @@ def check_stale(root: Path, stages: list[Stage]) -> list[str]:
                     )
     elif any(s.runs for s in stages):
         return [f"dvc.lock is missing {fix}"]
-    status = dvc(root, "status", "--json")
-    if status.returncode:
-        return problems + [f"dvc status failed: {(status.stderr.strip().splitlines() or ['?'])[-1]}"]
+    try:
+        status = dvc_status(root)
+    except Exception as e:  # DVC's own errors, as `dvc status` would print them
+        return problems + [f"dvc status failed: {e}"]
     data = [o for s in stages for o in s.cached]  # absent from a fresh clone: not stale
-    for name, changes in json.loads(status.stdout or "{}").items():
+    for name, changes in status.items():
         what = []
         for change in changes:
             if isinstance(change, str):

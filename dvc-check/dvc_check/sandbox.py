@@ -142,6 +142,7 @@ class Workspace:
     outputs: dict[str, Path] = field(default_factory=dict)  # stage -> folder holding its outputs
     strays: set[str] = field(default_factory=set)  # undeclared files earlier stages wrote
     prefix: list[str] = field(default_factory=list)
+    scratch: str = ""  # digest of $DVC_CHECK_DIR once setup has run
     env_roots: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -203,6 +204,7 @@ def prepare(ws: Workspace) -> list[str]:
         for key, value in overrides.items():
             set_key(values, key, value)
         path.write_bytes(dump(values, file))
+    ws.scratch = digest(scratch)  # what setup made there: stages may read it (small_run.env)
     ws.prefix = netless()
     if not ws.prefix:
         print("note: no network namespace here (unshare failed): network use is seen, not blocked")
@@ -235,6 +237,13 @@ def environment(ws: Workspace, box: Path) -> dict[str, str]:
     env["DVC_CHECK_DIR"] = str(ws.work / "dir")
     env.update({k: os.path.expandvars(v) for k, v in ws.config.env.items()})
     return env
+
+
+def portable(env: dict[str, str], ws: Workspace) -> list:
+    """The environment as a cache key that holds in any copy of the repository: $DVC_CHECK_DIR
+    (a folder per repository path) by what it holds, not by where it is."""
+    scratch = str(ws.work / "dir")
+    return [sorted((k, v.replace(scratch, "$DVC_CHECK_DIR")) for k, v in env.items()), ws.scratch]
 
 
 def assemble(
@@ -349,7 +358,7 @@ def check_stage(ws: Workspace, stage: Stage) -> list[str]:
         f: dump(cut(full[f], declared[f]), f) if f.endswith(CUTTABLE) else full_params[f] for f in full
     }
     fingerprint = json.dumps(
-        [__version__, TOOL, stage.name, stage.cmds, stage.wdir, sorted(environment(ws, Path("/box")).items()),
+        [__version__, TOOL, stage.name, stage.cmds, stage.wdir, portable(environment(ws, Path("/box")), ws),
          sorted((d, digest(b / d)) for d, b in given.items()), sorted(decoys),
          sorted((f, c.decode(errors="replace")) for f, c in {**cut_params, **full_params}.items()),
          stage.outs, bool(ws.prefix)],
@@ -374,17 +383,18 @@ def check_stage(ws: Workspace, stage: Stage) -> list[str]:
     reads_params = any(under(t, f) for t in touched for f in stage.params) or first.code != 0
     if reads_params and cut_params != full_params:
 
-        def attempt(extra: dict[str, list[str]]) -> tuple[Outcome, Path]:
+        def attempt(extra: dict[str, list[str]], folder: Path = box) -> tuple[Outcome, Path]:
             content = (
                 full_params
                 if extra is ALL
                 else {f: dump(cut(full[f], declared[f] + extra.get(f, [])), f) for f in full}
             )
-            trial = assemble(ws, stage, box, handed, content)
+            trial = assemble(ws, stage, folder, handed, content)
             runs[0] += 1
-            return execute(ws, stage, box, trial, traced=False), trial
+            return execute(ws, stage, folder, trial, traced=False), trial
 
-        whole, _ = attempt(ALL)
+        # In a folder of its own: the trials below must not overwrite what it made.
+        whole, whole_repo = attempt(ALL, ws.work / "whole")
         if not same(first, whole):
             again, _ = attempt(ALL)
             if not same(whole, again):
@@ -397,7 +407,7 @@ def check_stage(ws: Workspace, stage: Stage) -> list[str]:
                     "add it to its params, or stop reading it"
                     for k in keys
                 ]
-                final, final_repo = attempt(ALL)
+                final, final_repo = whole, whole_repo
     if first.code and final.code and not any(" reads " in p for p in problems):  # a read explains it
         problems.append(f"{stage.name} failed in its sandbox: {final.error}")
     print(f"sandbox: {stage.name}: ran in {first.seconds:.1f} s under strace, {runs[0] - 1} more runs")

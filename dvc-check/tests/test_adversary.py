@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Repo, assert_clean, copy, dedent, environment, new_repo, reads
+from pipelines import Repo, assert_clean, copy, dedent, environment, new_repo, reads
 
 pytestmark = pytest.mark.skipif(
     shutil.which("strace") is None, reason="dvc-check needs strace on PATH (Debian package strace)"

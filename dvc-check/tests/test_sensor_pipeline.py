@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from conftest import (
+from pipelines import (
     missing_param,
     missing_program,
     modifies,

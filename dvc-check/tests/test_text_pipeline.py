@@ -9,8 +9,9 @@ import shutil
 
 import pytest
 
-from conftest import (
+from pipelines import (
     Repo,
+    copy,
     deletes,
     missing_param,
     missing_program,
@@ -41,9 +42,20 @@ def test_honest_pipeline_reproduces(text_repo):
     assert not text_repo.git("status", "--porcelain").stdout.strip()
 
 
-def test_second_run_is_warm(text_repo, capsys):
+def test_second_run_is_warm_also_in_a_copy_elsewhere(text_repo, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DVC_CHECK_CACHE", str(tmp_path / "own-cache"))  # cold: nothing cached yet
+    cached = "unchanged since it was last checked (cached)"
     cold = text_repo.expect_valid()
+    assert cached not in cold.stdout
     warm = text_repo.expect_valid()
+    assert warm.stdout.count(cached) == 4, warm.stdout
+    # Results are keyed by what each stage is given, not by where the repository is.
+    elsewhere = copy(text_repo.path, tmp_path / "elsewhere")
+    assert elsewhere.expect_valid().stdout.count(cached) == 4
+    # What small_run.setup makes in $DVC_CHECK_DIR is given to every stage: new content, new runs.
+    elsewhere.write("dvc-check.yaml", 'small_run:\n  setup: echo 2 > "$DVC_CHECK_DIR/made"\n')
+    elsewhere.commit("setup makes a file")
+    assert cached not in elsewhere.expect_valid().stdout
     with capsys.disabled():
         print(
             f"\n[dvc-check --no-real-run, text pipeline] cold {cold.seconds:.1f}s, warm {warm.seconds:.1f}s"
@@ -223,6 +235,22 @@ def test_file_read_in_a_thread(text_repo):
         "    random.Random(seed).shuffle(lines)\n",
     )
     text_repo.commit("prepare: extra examples, read in a thread", lock="commit")
+    text_repo.expect_invalid(reads("prepare", "data/extra.txt"))
+
+
+def test_file_read_by_a_multiprocessing_spawn_worker(text_repo):
+    """A fresh Python that multiprocessing starts (spawn) reads the file and sends it back."""
+    text_repo.write("data/extra.txt", "1\tlove this great book\n0\thate this sad day\n")
+    text_repo.edit("src/prepare.py", "import sys\n", "import multiprocessing\nimport pathlib\nimport sys\n")
+    text_repo.edit("src/prepare.py", "\nmain()\n", "\nif __name__ == '__main__':\n    main()\n")
+    text_repo.edit(
+        "src/prepare.py",
+        "    random.Random(seed).shuffle(lines)\n",
+        "    with multiprocessing.get_context('spawn').Pool(1) as pool:\n"
+        "        lines += pool.apply(pathlib.Path('data/extra.txt').read_text).splitlines()\n"
+        "    random.Random(seed).shuffle(lines)\n",
+    )
+    text_repo.commit("prepare: extra examples, read by a spawned worker", lock="commit")
     text_repo.expect_invalid(reads("prepare", "data/extra.txt"))
 
 

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 source scripts/venv.sh requirements-dev.txt
 ruff format --check --quiet . || { echo "ruff format: run 'ruff format .'" >&2; exit 1; }
 ruff check --quiet .
-# One worker process per CPU (pytest-xdist), each test file on one worker, so that a
-# file's module fixtures (one pipeline run shared by its tests) are made once.
+# Both suites (pytest.ini's testpaths: tests/ and dvc-check/tests/) in one run, one worker
+# process per CPU (pytest-xdist), each test file on one worker, so that a file's module
+# and session fixtures (a pipeline run its tests share) are made once.
 python -m pytest -n auto --dist loadfile "$@"
-python -m pytest -n auto dvc-check/tests

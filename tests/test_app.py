@@ -10,10 +10,10 @@ import sys
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import ROOT, free_port, wait_until_serving
 from digits import app as app_module
 from digits.app import MAX_BODY, MAX_PIXELS, is_local, make_app
 from fixtures import STROKES, blank_png, drawn, png_bytes
+from support import ROOT, free_port, wait_until_serving
 
 
 def data_url(png: bytes) -> str:

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import copy_run, sh
+from support import copy_run, sh
 
 VEGA_SCRIPTS = {
     "vega@": "vega/build/vega.min.js",

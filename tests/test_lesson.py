@@ -4,9 +4,9 @@ import pytest
 import torch
 
 import lesson
-from conftest import sh
 from stages import download as dl
 from stages import preprocess as pp
+from support import sh
 
 
 def test_gradient_of_a_scalar_is_the_derivative():

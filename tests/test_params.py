@@ -4,9 +4,9 @@ import dataclasses
 import pytest
 import yaml
 
-from conftest import ROOT
 from digits.cli import StageError
 from digits.params import SECTIONS, Evaluate, Train, load_params, parse_params
+from support import ROOT
 
 COMMITTED = yaml.safe_load((ROOT / "params.yaml").read_text())
 

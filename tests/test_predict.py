@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from conftest import ROOT
 from digits import predict as predict_module
 from digits.predict import MAX_PIXELS, NoDigit, TooLarge, Unreadable, read_image, shrink, to_mnist
 from fixtures import blank_png, drawn, make_archive, png_bytes
+from support import ROOT
 
 
 def predict(*args: str, cwd=ROOT) -> subprocess.CompletedProcess:

@@ -11,9 +11,9 @@ import boto3
 import pytest
 import torch
 
-from conftest import copy_run, free_port, ran, sh, wait_until_serving
 from digits.models import load_model
 from fixtures import digit, png_bytes
+from support import copy_run, free_port, ran, sh, wait_until_serving
 
 
 def test_push_clone_pull_round_trip(tmp_path_factory, small_run):

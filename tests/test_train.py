@@ -4,11 +4,11 @@ import pytest
 import torch
 import yaml
 
-from conftest import ROOT, TRAIN
 from digits.cli import StageError
 from digits.models import build_model, mnist_loss, model_loss, normalise
 from fixtures import digit
 from stages import train as tr
+from support import ROOT, TRAIN
 
 PARAMS = TRAIN
 

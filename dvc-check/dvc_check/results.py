@@ -7,6 +7,7 @@ but for the hashes of outputs, and each metric must lie within its tolerance.
 """
 
 import math
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -74,16 +75,20 @@ def text(content: bytes | None) -> str | None:
 
 
 def rerun(root: Path, stages: list[Stage]) -> str | None:
-    """`dvc repro --force` of each stage that runs, in order; the failure, if any."""
-    for stage in stages:
-        if not stage.runs:
-            continue
-        print(f"rerun: {stage.name}", flush=True)
-        done = dvc(root, "repro", "--force", "--single-item", "--no-run-cache", stage.name)
-        if done.returncode:
-            lines = [x for x in done.stderr.splitlines() if x.strip() and not x.startswith("WARNING")]
-            ours = [x.removeprefix("error: ") for x in lines if x.startswith("error: ")]
-            return f"{stage.name} failed on rerun: {(ours or lines[-1:] or ['no output'])[0]}"
+    """`dvc repro --force` of the stages that run, in their order, in one DVC process (one
+    process per stage would load DVC once for each); the failure, if any."""
+    names = [s.name for s in stages if s.runs]
+    if not names:
+        return None
+    print(f"rerun: {', '.join(names)}", flush=True)
+    done = dvc(root, "repro", "--force", "--single-item", "--no-run-cache", *names)
+    if done.returncode:
+        failed = re.search(r"failed to reproduce '([^']+)'", done.stderr)
+        lines = [x for x in done.stderr.splitlines() if x.strip() and not x.startswith("WARNING")]
+        ours = [x.removeprefix("error: ") for x in lines if x.startswith("error: ")]
+        last = [x for x in lines if not x.startswith("ERROR")][-1:]  # the stage's own, not DVC's
+        what = (ours or last or lines[-1:] or ["no output"])[0]
+        return f"{failed.group(1) if failed else 'dvc repro'} failed on rerun: {what}"
     return None
 
 

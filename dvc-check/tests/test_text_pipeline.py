@@ -397,6 +397,21 @@ def forge(text_repo: Repo, accuracy: float) -> None:
     text_repo.commit("evaluate: better accuracy")
 
 
+def test_stage_that_fails_on_the_real_rerun(text_repo, monkeypatch):
+    """featurize fails where FAIL is set: not in the sandbox (a fixed environment), but in the
+    real rerun, which runs in this one; the line names the stage and its own error."""
+    text_repo.edit("src/featurize.py", "import os\n", "import os\nimport sys\n")
+    text_repo.edit(
+        "src/featurize.py",
+        'ngrams = params["featurize"]["ngrams"]\n',
+        'ngrams = params["featurize"]["ngrams"]\n'
+        'if os.environ.get("FAIL"):\n    sys.exit("error: no features today")\n',
+    )
+    text_repo.commit("featurize: fails where FAIL is set", lock="repro")
+    monkeypatch.setenv("FAIL", "1")
+    text_repo.expect_invalid("invalid: featurize failed on rerun: no features today", real_run=True)
+
+
 def test_forged_metrics(text_repo):
     accuracy = json.loads(text_repo.read("eval/metrics.json"))["accuracy"]
     forge(text_repo, 0.987 if accuracy != 0.987 else 0.986)

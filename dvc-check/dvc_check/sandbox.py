@@ -361,7 +361,7 @@ def check_stage(ws: Workspace, stage: Stage) -> list[str]:
         [__version__, TOOL, stage.name, stage.cmds, stage.wdir, portable(environment(ws, Path("/box")), ws),
          sorted((d, digest(b / d)) for d, b in given.items()), sorted(decoys),
          sorted((f, c.decode(errors="replace")) for f, c in {**cut_params, **full_params}.items()),
-         stage.outs, bool(ws.prefix)],
+         stage.outs, sorted((o, digest(ws.root / o)) for o in stage.persist), bool(ws.prefix)],
         default=str,
     )  # fmt: skip
     entry = cache_root() / "stages" / hashlib.sha256(fingerprint.encode()).hexdigest()

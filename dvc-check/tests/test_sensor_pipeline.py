@@ -203,3 +203,15 @@ def test_script_changed_without_repro(sensor_repo):
     )
     sensor_repo.commit("clean: a comment")
     sensor_repo.expect_invalid(stale("clean@north"))
+
+
+def test_persistent_out_with_other_content_is_checked_again(sensor_repo, tmp_path, monkeypatch):
+    """A persistent out is handed to its stage as the workspace has it, so the sandbox result of a
+    run given other content is not taken for this one."""
+    monkeypatch.setenv("DVC_CHECK_CACHE", str(tmp_path / "own-cache"))
+    sensor_repo.expect_valid()
+    sensor_repo.write("index/older.txt", "kept from an earlier run\n")
+    sensor_repo.commit("index: an entry an earlier run left", lock="commit")
+    again = sensor_repo.expect_valid().stdout
+    assert "sandbox: index: ran in" in again, again
+    assert "sandbox: combine: unchanged since it was last checked (cached)" in again, again

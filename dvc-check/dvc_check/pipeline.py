@@ -249,8 +249,11 @@ def check_stale(root: Path, stages: list[Stage]) -> list[str]:
         return [f"dvc.lock is missing {fix}"]
     try:
         status = dvc_status(root)
-    except Exception as e:  # DVC's own errors, as `dvc status` would print them
-        return problems + [f"dvc status failed: {e}"]
+    except Exception as e:  # DVC's own errors, with their causes, as `dvc status` prints them
+        causes = [e]
+        while causes[-1].__cause__ is not None:
+            causes.append(causes[-1].__cause__)
+        return problems + [f"dvc status failed: {': '.join(str(c) for c in causes if str(c))}"]
     data = [o for s in stages for o in s.cached]  # absent from a fresh clone: not stale
     for name, changes in status.items():
         what = []

@@ -7,7 +7,6 @@ but for the hashes of outputs, and each metric must lie within its tolerance.
 """
 
 import math
-import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -82,14 +81,15 @@ def rerun(root: Path, stages: list[Stage]) -> str | None:
         return None
     print(f"rerun: {', '.join(names)}", flush=True)
     done = dvc(root, "repro", "--force", "--single-item", "--no-run-cache", *names)
-    if done.returncode:
-        failed = re.search(r"failed to reproduce '([^']+)'", done.stderr)
-        lines = [x for x in done.stderr.splitlines() if x.strip() and not x.startswith("WARNING")]
-        ours = [x.removeprefix("error: ") for x in lines if x.startswith("error: ")]
-        last = [x for x in lines if not x.startswith("ERROR")][-1:]  # the stage's own, not DVC's
-        what = (ours or last or lines[-1:] or ["no output"])[0]
-        return f"{failed.group(1) if failed else 'dvc repro'} failed on rerun: {what}"
-    return None
+    if not done.returncode:
+        return None
+    failed = next((n for n in names if f"failed to reproduce {n!r}" in done.stderr), None)
+    if failed:  # again alone, for its own error line: the stages before it wrote to stderr too
+        alone = dvc(root, "repro", "--force", "--single-item", "--no-run-cache", failed)
+        done = alone if alone.returncode else done
+    lines = [x for x in done.stderr.splitlines() if x.strip() and not x.startswith("WARNING")]
+    ours = [x.removeprefix("error: ") for x in lines if x.startswith("error: ")]
+    return f"{failed or 'dvc repro'} failed on rerun: {(ours or lines[-1:] or ['no output'])[0]}"
 
 
 def check_rerun(root: Path, stages: list[Stage], config: Config) -> list[str]:

@@ -366,7 +366,12 @@ def check_stage(ws: Workspace, stage: Stage) -> list[str]:
     )  # fmt: skip
     entry = cache_root() / "stages" / hashlib.sha256(fingerprint.encode()).hexdigest()
     saved = json.loads((entry / "result.json").read_text()) if (entry / "result.json").is_file() else None
-    if saved and not any(ws.exists(p) for p in saved.get("looked_for", [])):  # nothing it looked for appeared
+    # It holds while nothing it looked for has appeared, and what it was found reading is still there.
+    if (
+        saved
+        and not any(ws.exists(p) for p in saved.get("looked_for", []))
+        and all(ws.exists(p) for p in saved.get("found", []))
+    ):
         if saved["ok"]:
             ws.outputs[stage.name] = entry / "outs"
         ws.strays |= set(saved["strays"])
@@ -378,24 +383,28 @@ def check_stage(ws: Workspace, stage: Stage) -> list[str]:
     before = files_in(repo)
     first = execute(ws, stage, box, repo, traced=True)
     after = files_in(repo)
-    problems, strays, touched, looked_for = observe(ws, stage, box, repo, before, after, first, set(decoys))
+    problems, strays, touched, paths = observe(ws, stage, box, repo, before, after, first, set(decoys))
     final, final_repo, runs = first, repo, [1]
     reads_params = any(under(t, f) for t in touched for f in stage.params) or first.code != 0
     if reads_params and cut_params != full_params:
 
-        def attempt(extra: dict[str, list[str]], folder: Path = box) -> tuple[Outcome, Path]:
+        def attempt(extra: dict[str, list[str]]) -> tuple[Outcome, Path]:
             content = (
                 full_params
                 if extra is ALL
                 else {f: dump(cut(full[f], declared[f] + extra.get(f, [])), f) for f in full}
             )
-            trial = assemble(ws, stage, folder, handed, content)
+            trial = assemble(ws, stage, box, handed, content)
             runs[0] += 1
-            return execute(ws, stage, folder, trial, traced=False), trial
+            return execute(ws, stage, box, trial, traced=False), trial
 
-        # In a folder of its own: the trials below must not overwrite what it made.
-        whole, whole_repo = attempt(ALL, ws.work / "whole")
+        whole, trial = attempt(ALL)
         if not same(first, whole):
+            kept = ws.work / "whole"  # its outputs, which the trials below would overwrite
+            shutil.rmtree(kept, ignore_errors=True)
+            for out in stage.outs:
+                if (trial / out).exists():
+                    copy(trial / out, kept / out)
             again, _ = attempt(ALL)
             if not same(whole, again):
                 print(f"note: {stage.name} gives other outputs on each run with the same inputs; "
@@ -407,11 +416,11 @@ def check_stage(ws: Workspace, stage: Stage) -> list[str]:
                     "add it to its params, or stop reading it"
                     for k in keys
                 ]
-                final, final_repo = whole, whole_repo
+                final, final_repo = whole, kept
     if first.code and final.code and not any(" reads " in p for p in problems):  # a read explains it
         problems.append(f"{stage.name} failed in its sandbox: {final.error}")
     print(f"sandbox: {stage.name}: ran in {first.seconds:.1f} s under strace, {runs[0] - 1} more runs")
-    save(entry, stage, final_repo if final.code == 0 else None, problems, strays, looked_for, ws)
+    save(entry, stage, final_repo if final.code == 0 else None, problems, strays, paths, ws)
     return problems
 
 
@@ -473,9 +482,10 @@ def narrow(full: dict, declared: dict, enough) -> list[str]:
 
 def observe(
     ws, stage, box, repo, before, after, outcome, decoys: set[str]
-) -> tuple[list[str], set[str], set[str], list[str]]:
+) -> tuple[list[str], set[str], set[str], dict[str, list[str]]]:
     """Problems from the folder's diff and the trace; undeclared writes; every path touched; the
-    paths it looked for that the repository does not have."""
+    paths it looked for that the repository does not have, and those it does have that the
+    stage was found reading or deleting without them in its deps."""
     name, problems, strays, touched = stage.name, [], set(), set()
     declared = [*stage.deps, *stage.params]
     mine = lambda p: any(under(p, o) for o in stage.outs)  # noqa: E731
@@ -565,13 +575,15 @@ def observe(
                 path = os.path.normpath(os.path.join(stage.wdir, candidate))
                 if ws.exists(path) and not given(path):
                     problems.append(READS.format(name, path))
+                    seen_missing.add(("read", path))
                     break
     problems += [
         f"{name} declares dep {d}, which it never reads: remove it from its deps"
         for d in stage.deps
         if outcome.code == 0 and not any(under(t, d) for t in touched)
     ]
-    return list(dict.fromkeys(problems)), strays, touched, sorted(looked_for)
+    paths = {"looked_for": sorted(looked_for), "found": sorted({p for _, p in seen_missing})}
+    return list(dict.fromkeys(problems)), strays, touched, paths
 
 
 def inside(path: str, folder: str) -> str | None:
@@ -583,7 +595,7 @@ def inside(path: str, folder: str) -> str | None:
 
 
 def save(
-    entry: Path, stage: Stage, repo: Path | None, problems: list[str], strays: set[str], looked_for, ws
+    entry: Path, stage: Stage, repo: Path | None, problems: list[str], strays: set[str], paths: dict, ws
 ) -> None:
     """Keep the stage's outputs and problems under its fingerprint (atomically: a rename)."""
     cache_root().mkdir(parents=True, exist_ok=True)
@@ -597,7 +609,7 @@ def save(
         "ok": repo is not None,
         "problems": problems,
         "strays": sorted(strays),
-        "looked_for": looked_for,
+        **paths,
     }
     (staging / "result.json").write_text(json.dumps(result))
     entry.parent.mkdir(parents=True, exist_ok=True)

@@ -425,3 +425,27 @@ def test_stage_past_its_time_limit_is_killed(tiny_repo, monkeypatch):
                 os.kill(int(pid), signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def test_dvc_status_that_fails_says_why(tmp_path):
+    """An import from a repository that is gone: `dvc status` fails, and the line says why."""
+    gone = tmp_path / "gone"
+    dvc_file = dedent(
+        f"""
+        md5: 0123456789abcdef0123456789abcdef
+        frozen: true
+        deps:
+        - path: data.txt
+          repo:
+            url: {gone}
+            rev_lock: 0123456789abcdef0123456789abcdef01234567
+        outs:
+        - md5: d41d8cd98f00b204e9800998ecf8427e
+          size: 0
+          hash: md5
+          path: data.txt
+        """
+    )
+    repo = new_repo(tmp_path / "repo", {"data.txt": "", "data.txt.dvc": dvc_file})
+    repo.commit("data.txt imported from a repository that has gone since")
+    repo.expect_match(rf"invalid: dvc status failed: .*: No git repository was found at {gone}")

@@ -300,6 +300,40 @@ def test_param_key_of_another_section(text_repo):
     text_repo.expect_invalid(reads_param("featurize", "train.seed"))
 
 
+def test_param_read_by_a_stage_whose_output_names_its_folder(text_repo):
+    """train writes its working folder into the model: each sandbox run of it must be in the
+    same folder, or its outputs differ by that alone and its param reads go unchecked."""
+    text_repo.edit("src/train.py", "import json\n", "import json\nimport os\n")
+    text_repo.edit(
+        "src/train.py",
+        '        "bias": round(bias, 6),\n',
+        '        "bias": round(bias, 6),\n'
+        '        "made_in": os.getcwd(),\n'
+        '        "seed": yaml.safe_load(open("params.yaml"))["prepare"]["seed"],\n',
+    )
+    text_repo.commit("train: where it ran, and prepare's seed", lock="repro")
+    text_repo.expect_invalid(reads_param("train", "prepare.seed"))
+
+
+def test_cached_read_of_a_file_that_a_copy_lacks(text_repo, tmp_path, monkeypatch):
+    """prepare reads an ignored file when it is there: in a copy where it is not, the cached
+    result of the first copy (a read of it) does not hold."""
+    monkeypatch.setenv("DVC_CHECK_CACHE", str(tmp_path / "own-cache"))
+    text_repo.edit(
+        "src/prepare.py",
+        "    random.Random(seed).shuffle(lines)\n",
+        "    if os.path.exists('notes/extra.txt'):\n"
+        "        lines += open('notes/extra.txt').read().splitlines()\n"
+        "    random.Random(seed).shuffle(lines)\n",
+    )
+    text_repo.write(".gitignore", "notes/\n")
+    text_repo.commit("prepare: extra lines where a local file has them", lock="repro")
+    clean = copy(text_repo.path, tmp_path / "clean")
+    text_repo.write("notes/extra.txt", "1\tlove this great book\n")
+    text_repo.expect_invalid(reads("prepare", "notes/extra.txt"))
+    clean.expect_valid()
+
+
 def test_params_file_copied_into_an_out_by_cat(text_repo):
     """train declares the train section, and `cat params.yaml` puts every section into model.json."""
     text_repo.edit("src/train.py", "import random\n", "import random\nimport subprocess\n")
@@ -406,6 +440,12 @@ def test_stage_that_fails_on_the_real_rerun(text_repo, monkeypatch):
         'ngrams = params["featurize"]["ngrams"]\n',
         'ngrams = params["featurize"]["ngrams"]\n'
         'if os.environ.get("FAIL"):\n    sys.exit("error: no features today")\n',
+    )
+    # prepare, which runs before it, succeeds but writes an error-like line to stderr too
+    text_repo.edit(
+        "src/prepare.py",
+        "def main():\n",
+        "def main():\n    print('error: none, all fine', file=sys.stderr)\n",
     )
     text_repo.commit("featurize: fails where FAIL is set", lock="repro")
     monkeypatch.setenv("FAIL", "1")

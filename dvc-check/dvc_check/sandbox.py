@@ -402,9 +402,7 @@ def check_stage(ws: Workspace, stage: Stage) -> list[str]:
         if not same(first, whole):
             kept = ws.work / "whole"  # its outputs, which the trials below would overwrite
             shutil.rmtree(kept, ignore_errors=True)
-            for out in stage.outs:
-                if (trial / out).exists():
-                    copy(trial / out, kept / out)
+            copy_outs(stage, trial, kept)
             again, _ = attempt(ALL)
             if not same(whole, again):
                 print(f"note: {stage.name} gives other outputs on each run with the same inputs; "
@@ -594,6 +592,13 @@ def inside(path: str, folder: str) -> str | None:
     return None
 
 
+def copy_outs(stage: Stage, repo: Path, folder: Path) -> None:
+    """The stage's outputs that `repo` holds, copied under `folder` at the same paths."""
+    for out in stage.outs:
+        if (repo / out).exists():
+            copy(repo / out, folder / out)
+
+
 def save(
     entry: Path, stage: Stage, repo: Path | None, problems: list[str], strays: set[str], paths: dict, ws
 ) -> None:
@@ -601,9 +606,7 @@ def save(
     cache_root().mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=cache_root()))
     if repo is not None:
-        for out in stage.outs:
-            if (repo / out).exists():
-                copy(repo / out, staging / "outs" / out)
+        copy_outs(stage, repo, staging / "outs")
         (staging / "outs").mkdir(exist_ok=True)
     result = {
         "ok": repo is not None,

@@ -4,8 +4,8 @@ Reads:  PREPARED/{train,valid}.pt (from preprocess); params train.*.
 Writes: MODEL (weights, class names and input normalisation) and LIVE, a
         dvclive folder with per-epoch train/valid loss and valid accuracy.
 
-Runs as one process, or with train.nproc > 1 as that many under torchrun (it
-starts itself again that way; across machines, start it with torchrun
+Runs as one process, or with train.nproc > 1 as that many under torchrun (this
+process becomes the launcher; across machines, start it with torchrun
 --nnodes yourself). Each rank trains on its share of every global batch (a
 share may be empty), and gradients are summed across ranks before the update,
 so all ranks hold the same weights; rank 0 writes the outputs. With BatchNorm
@@ -302,9 +302,20 @@ def main() -> None:
     if device.type == "cuda":
         check_gpus(params.nproc, torch.cuda.device_count())
     if params.nproc > 1 and "WORLD_SIZE" not in os.environ:
-        # Start again under torchrun, which starts nproc copies of this stage.
-        torchrun = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={params.nproc}"]
-        os.execv(sys.executable, [sys.executable, *torchrun, "-m", "stages.train", *sys.argv[1:]])
+        # This process becomes torchrun, which starts nproc copies of this stage and waits for
+        # them (in process: torch is imported already, a `python -m torchrun` would import it again).
+        from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+        from torch.distributed.run import main as torchrun
+
+        launch = ["--standalone", f"--nproc_per_node={params.nproc}", "-m", "stages.train", *sys.argv[1:]]
+        try:
+            torchrun(launch)
+        except ChildFailedError as e:  # each rank printed its own error; torchrun's traceback adds nothing
+            rank, failure = e.get_first_failure()
+            raise StageError(
+                f"rank {rank} of {params.nproc} under torchrun exited with status {failure.exitcode}"
+            )
+        return
     train, valid = load_tensors(args.prepared / "train.pt"), load_tensors(args.prepared / "valid.pt")
     if int(os.environ.get("WORLD_SIZE", 1)) > 1:  # one of several processes started by torchrun
         local_world = int(os.environ["LOCAL_WORLD_SIZE"])

@@ -12,7 +12,7 @@ import yaml
 
 from digits.cli import StageError
 from digits.files import save_tensors
-from digits.parallel import check_gpus
+from digits.parallel import check_gpus, threads_per_process
 from support import ROOT, free_port, ran, set_params, sh, tensors
 
 STAGE = [
@@ -38,7 +38,7 @@ def prepare(folder: Path, n_train: int = 50, **train: object) -> None:
         save_tensors(folder / "prepared" / f"{name}.pt", tensors(["0", "1", "2"], n, seed))
 
 
-def run(folder: Path, cmd: list[str] = STAGE) -> subprocess.Popen:
+def run(folder: Path, cmd: list[str]) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
         cmd, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -49,11 +49,22 @@ def trained(folder: Path) -> dict[str, torch.Tensor]:
     return torch.load(folder / "model.pt", weights_only=True)["state_dict"]
 
 
+def train_here(folder: Path) -> None:
+    """`python -m stages.train ...` in folder, run in this process, where torch is imported
+    already. With train.nproc > 1 this process is torchrun's launcher; the ranks are processes."""
+    from stages.train import main
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        patch.setattr(sys, "argv", STAGE[2:])
+        patch.setenv("PYTHONPATH", str(ROOT))  # for the ranks' `python -m stages.train`
+        patch.delenv("OMP_NUM_THREADS", raising=False)  # torchrun sets it here, for its ranks
+        main()
+
+
 def train_with(folder: Path, nproc: int, **train: object) -> dict[str, torch.Tensor]:
     prepare(folder, nproc=nproc, **train)
-    proc = run(folder)
-    out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err
+    train_here(folder)
     assert json.loads((folder / "live" / "metrics.json").read_text())["processes"] == nproc
     return trained(folder)
 
@@ -122,6 +133,14 @@ def test_two_nodes_with_c10d_rendezvous_match_one_process(tmp_path, one_process)
     assert biggest_difference(one, trained(tmp_path / written[0])) < 1e-5
 
 
+def test_a_failing_rank_ends_the_run_with_one_error_line(tmp_path, capfd):
+    prepare(tmp_path, nproc=2)
+    (tmp_path / "prepared" / "train.pt").unlink()
+    with pytest.raises(StageError, match=r"^rank \d of 2 under torchrun exited with status 1$"):
+        train_here(tmp_path)
+    assert "error: prepared/train.pt: missing" in capfd.readouterr().err  # the rank's own line
+
+
 def test_one_process_per_gpu():
     with pytest.raises(StageError, match="train.nproc = 4 but 1 CUDA GPU.* at most 1"):
         check_gpus(4, 1)
@@ -129,13 +148,13 @@ def test_one_process_per_gpu():
 
 
 def threads_when_pinned(cpus: set[int], local_worlds: tuple[int, ...]) -> list[int]:
-    """threads_per_process in a process that may run on `cpus` alone (as in a container's CPU set)."""
-    code = (
-        f"import os; os.sched_setaffinity(0, {cpus!r}); from digits.parallel import threads_per_process; "
-        f"print([threads_per_process(n) for n in {local_worlds!r}])"
-    )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    return json.loads(out.stdout)
+    """threads_per_process while this process may run on `cpus` alone (as in a container's CPU set)."""
+    allowed = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        return [threads_per_process(n) for n in local_worlds]
+    finally:
+        os.sched_setaffinity(0, allowed)
 
 
 def test_threads_come_from_the_cpus_this_process_may_use_not_the_machines():

@@ -35,7 +35,6 @@ from dvc_check.strace import TRACE, accesses, is_loopback
 SCRATCH = re.compile(r"(^|/)__pycache__(/|$)|\.pyc$")
 # git's and DVC's own files: DVC tools (dvclive) look for them. .dvc/tmp is not among them.
 TOOLS = re.compile(r"^(\.git(/.*)?|\.dvc|\.dvc/config(\.local)?|\.dvc/\.gitignore|(.*/)?\.(git|dvc)ignore)$")
-RUN_TIMEOUT = int(os.environ.get("DVC_CHECK_TIMEOUT", 3600))  # seconds a stage may run in the sandbox
 READS = "{} reads {}, which is not in its deps: add it to its deps, or stop reading it"
 WRITES = "{} writes {}, which is not in its outs: add it to its outs, or stop writing it"
 # A cached result is only as good as the code that made it.
@@ -268,6 +267,7 @@ def assemble(
 
 def execute(ws: Workspace, stage: Stage, box: Path, repo: Path, traced: bool) -> Outcome:
     env, start, trace = environment(ws, box), time.perf_counter(), []
+    limit = int(os.environ.get("DVC_CHECK_TIMEOUT", 3600))  # seconds a stage may run in the sandbox
     for i, cmd in enumerate(stage.cmds):
         argv = ["/bin/sh", "-c", cmd]
         if traced:
@@ -284,12 +284,12 @@ def execute(ws: Workspace, stage: Stage, box: Path, repo: Path, traced: bool) ->
             start_new_session=True,
         )
         try:
-            _, err = process.communicate(timeout=RUN_TIMEOUT)
+            _, err = process.communicate(timeout=limit)
             code, stderr = process.returncode, err.decode("utf-8", "replace")
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.communicate()
-            code, stderr = 124, f"did not finish in {RUN_TIMEOUT} s (DVC_CHECK_TIMEOUT)"
+            code, stderr = 124, f"did not finish in {limit} s (DVC_CHECK_TIMEOUT)"
         if traced and (box / f"trace{i}.txt").is_file():
             trace.append((box / f"trace{i}.txt").read_text(errors="replace"))
         if code:

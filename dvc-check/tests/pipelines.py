@@ -10,10 +10,14 @@ session-scoped fixture. A test gets its own copy (`cp -a`, so .git and .dvc/cach
   params from config/other.yaml and a whole params section, a `cmd` list, a shell-only stage with no
   params and an out with `persist: true`.
 
-The package runs from source (PYTHONPATH = the folder above tests/) unless DVC_CHECK_INSTALLED is
-set, in which case the installed `dvc_check` is used.
+The package runs from source (the folder above tests/) unless DVC_CHECK_INSTALLED is set, in which
+case the installed `dvc_check` is used. `python -m dvc_check` and `python -m dvc` run in the test's
+own process (`in_process`): a new Python would spend about half of each call importing DVC again.
+The command line itself, as a process, is what the project's tests/test_validate.py runs.
 """
 
+import contextlib
+import io
 import os
 import random
 import re
@@ -21,9 +25,17 @@ import subprocess
 import sys
 import textwrap
 import time
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 
+from dvc.cli import main as dvc_main
+
 PACKAGE = Path(__file__).resolve().parents[1]
+if not os.environ.get("DVC_CHECK_INSTALLED"):
+    sys.path.insert(0, str(PACKAGE))
+from dvc_check.__main__ import main as dvc_check_main  # noqa: E402
+
 BIN = str(Path(sys.executable).parent)  # dvc, and the python (with pyyaml) that the stages' cmds find
 
 
@@ -456,10 +468,41 @@ SENSOR_SRC = {
 
 def run(cmd: list[str], cwd: Path, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
     result = subprocess.run(cmd, cwd=cwd, env=environment(), capture_output=True, text=True, timeout=timeout)
+    return checked(result, check)
+
+
+def in_process(main: Callable[[], int | None], argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """`python -m MODULE ARGS` (argv: MODULE, ARGS) as its process would see it, run here: in cwd,
+    with environment()'s variables and argv, stdout and stderr captured, the exit status as
+    SystemExit or an uncaught exception would set it. The caller's state is restored after."""
+    saved_env, saved_argv, saved_cwd = dict(os.environ), sys.argv, os.getcwd()
+    out, err = io.StringIO(), io.StringIO()
+    os.environ.update(environment())
+    os.chdir(cwd)
+    sys.argv = argv
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main() or 0
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else int(e.code is not None)
+                if isinstance(e.code, str):
+                    print(e.code, file=sys.stderr)
+            except Exception:  # noqa: BLE001 - what Python does with it at exit
+                traceback.print_exc()
+                code = 1
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
+        os.chdir(saved_cwd)
+        sys.argv = saved_argv
+    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
+
+
+def checked(result: subprocess.CompletedProcess, check: bool) -> subprocess.CompletedProcess:
     if check and result.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
-        )
+        command = " ".join(map(str, result.args))
+        raise AssertionError(f"{command} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
 
 
@@ -486,7 +529,7 @@ class Repo:
         return run(["git", *args], self.path, check)
 
     def dvc(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return run([sys.executable, "-m", "dvc", *args], self.path, check)
+        return checked(in_process(lambda: dvc_main(list(args)), ["dvc", *args], self.path), check)
 
     def commit(self, message: str, lock: str | None = None) -> None:
         """Commit every change. lock: None leaves dvc.lock as it is (a stale pipeline may result),
@@ -504,11 +547,11 @@ class Repo:
     def check(self, *args: str, real_run: bool = False) -> subprocess.CompletedProcess:
         """`python -m dvc_check [--no-real-run] ARGS` in the repository; its output is printed, so that
         pytest shows it when a test fails."""
-        cmd = [sys.executable, "-m", "dvc_check", *([] if real_run else ["--no-real-run"]), *args]
+        argv = ["dvc_check", *([] if real_run else ["--no-real-run"]), *args]
         start = time.perf_counter()
-        result = run(cmd, self.path, check=False)
+        result = in_process(dvc_check_main, argv, self.path)
         result.seconds = time.perf_counter() - start
-        print(f"$ {' '.join(cmd[1:])}  (exit {result.returncode}, {result.seconds:.1f}s)")
+        print(f"$ python -m {' '.join(argv)}  (exit {result.returncode}, {result.seconds:.1f}s)")
         print(f"--- stdout\n{result.stdout}--- stderr\n{result.stderr}---")
         return result
 

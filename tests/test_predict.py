@@ -13,16 +13,37 @@ import pytest
 from PIL import Image, ImageOps
 
 from digits import predict as predict_module
+from digits.cli import run
 from digits.predict import MAX_PIXELS, NoDigit, TooLarge, Unreadable, read_image, shrink, to_mnist
 from fixtures import blank_png, drawn, make_archive, png_bytes
 from support import ROOT
 
 
 def predict(*args: str, cwd=ROOT) -> subprocess.CompletedProcess:
+    """`python -m digits.predict ARGS` as a process: all it prints, start-up included."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
         [sys.executable, "-m", "digits.predict", *args], cwd=cwd, env=env, capture_output=True, text=True
     )
+
+
+@pytest.fixture
+def predict_here(monkeypatch, capsys):
+    """predict(...) run in this process, where torch is imported already: its exit status and
+    what its main() printed."""
+
+    def call(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+        monkeypatch.chdir(cwd)
+        monkeypatch.setattr(sys, "argv", ["digits.predict", *args])
+        capsys.readouterr()
+        try:
+            run(predict_module.main)
+            code = 0
+        except SystemExit as e:
+            code = e.code
+        return subprocess.CompletedProcess(args, code, *capsys.readouterr())
+
+    return call
 
 
 def centre_of_mass(img: np.ndarray) -> tuple[float, float]:
@@ -178,27 +199,27 @@ def test_command_classifies_a_folder_and_names_each_bad_file(tmp_path, drawn_mod
         assert 0.99 < sum(probs) <= 1.0001  # three classes: the top 3 are all of them
 
 
-def test_json_lines_and_a_single_file(tmp_path, drawn_model):
+def test_json_lines_and_a_single_file(tmp_path, drawn_model, predict_here):
     drawn("1").save(tmp_path / "one.png")
-    result = predict(str(tmp_path / "one.png"), "--model", str(drawn_model), "--json")
+    result = predict_here(str(tmp_path / "one.png"), "--model", str(drawn_model), "--json")
     assert result.returncode == 0, result.stderr
     (row,) = [json.loads(line) for line in result.stdout.splitlines()]
     assert row["path"] == str(tmp_path / "one.png") and row["label"] == "1"
     assert list(row["top3"])[0] == "1" and set(row["top3"]) == {"0", "1", "7"}
 
 
-def test_clear_errors_for_a_missing_model_or_no_images(tmp_path, drawn_model):
+def test_clear_errors_for_a_missing_model_or_no_images(tmp_path, drawn_model, predict_here):
     drawn("1").save(tmp_path / "one.png")
-    result = predict(str(tmp_path / "one.png"), "--model", str(tmp_path / "none.pt"))
+    result = predict_here(str(tmp_path / "one.png"), "--model", str(tmp_path / "none.pt"))
     assert result.returncode == 1 and result.stderr.strip().endswith(
         "none.pt: missing; run `dvc repro` to rebuild it"
     )
     (tmp_path / "empty").mkdir()
-    result = predict(str(tmp_path / "empty"), "--model", str(drawn_model))
+    result = predict_here(str(tmp_path / "empty"), "--model", str(drawn_model))
     assert (
         result.returncode == 1 and result.stderr == f"error: no PNG or JPEG images in {tmp_path / 'empty'}\n"
     )
-    result = predict(str(tmp_path / "one.png"), cwd=tmp_path)  # no dvc.yaml to name the model
+    result = predict_here(str(tmp_path / "one.png"), cwd=tmp_path)  # no dvc.yaml to name the model
     assert result.returncode == 2 and "--model is required outside the project" in result.stderr
 
 
@@ -232,8 +253,10 @@ def make_hostile_folder(folder: Path) -> Path:
     return folder
 
 
-def test_each_hostile_file_gets_one_error_line_and_the_rest_are_classified(hostile_folder, drawn_model):
-    result = predict(str(hostile_folder), "--model", str(drawn_model))
+def test_each_hostile_file_gets_one_error_line_and_the_rest_are_classified(
+    hostile_folder, drawn_model, predict_here
+):
+    result = predict_here(str(hostile_folder), "--model", str(drawn_model))
     assert result.returncode == 1
     errors = [line.split(": ", 2) for line in result.stderr.splitlines()]
     assert errors == [

@@ -15,7 +15,31 @@ import torch
 
 from digits.files import save_tensors
 from fixtures import make_mirror
-from support import SMALL, TRAIN, copy_repo, copy_run, drawn_set, made_once, ran, set_params, sh
+from support import ROOT, SMALL, TRAIN, copy_repo, copy_run, drawn_set, made_once, ran, set_params, sh
+
+# The test files that take longest, longest first (`--durations`, docs/testing.md). Under
+# `--dist loadfile --no-loadscope-reorder` (scripts/test.sh) each file goes whole to the next free
+# worker in this order, so no worker is left running a long file alone at the end.
+LONGEST_FIRST = [
+    "tests/test_validate.py",
+    "tests/test_distributed.py",
+    "tests/test_remote.py",
+    "tests/test_pipeline.py",
+    "dvc-check/tests/test_text_pipeline.py",
+    "tests/test_experiments.py",
+    "tests/test_predict.py",
+    "dvc-check/tests/test_sensor_pipeline.py",
+    "dvc-check/tests/test_adversary.py",
+    "tests/test_download.py",
+]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    missing = [path for path in LONGEST_FIRST if not (ROOT / path).is_file()]
+    if missing:
+        raise pytest.UsageError(f"tests/conftest.py: LONGEST_FIRST names files that are not there: {missing}")
+    rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable: the rest in order
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -49,22 +50,26 @@ def trained(folder: Path) -> dict[str, torch.Tensor]:
     return torch.load(folder / "model.pt", weights_only=True)["state_dict"]
 
 
-def train_here(folder: Path) -> None:
-    """`python -m stages.train ...` in folder, run in this process, where torch is imported
-    already. With train.nproc > 1 this process is torchrun's launcher; the ranks are processes."""
+def train(folder: Path, nproc: int) -> None:
+    """`python -m stages.train ...` in folder. One process: run here, where torch is imported
+    already. More: the stage as a process of its own, which becomes torchrun's launcher (torchrun
+    changes its launcher's environment and signal handlers, which this process must keep)."""
+    if nproc > 1:
+        proc = run(folder, STAGE)
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        return
     from stages.train import main
 
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(folder)
         patch.setattr(sys, "argv", STAGE[2:])
-        patch.setenv("PYTHONPATH", str(ROOT))  # for the ranks' `python -m stages.train`
-        patch.delenv("OMP_NUM_THREADS", raising=False)  # torchrun sets it here, for its ranks
         main()
 
 
-def train_with(folder: Path, nproc: int, **train: object) -> dict[str, torch.Tensor]:
-    prepare(folder, nproc=nproc, **train)
-    train_here(folder)
+def train_with(folder: Path, nproc: int, **train_params: object) -> dict[str, torch.Tensor]:
+    prepare(folder, nproc=nproc, **train_params)
+    train(folder, nproc)
     assert json.loads((folder / "live" / "metrics.json").read_text())["processes"] == nproc
     return trained(folder)
 
@@ -133,12 +138,14 @@ def test_two_nodes_with_c10d_rendezvous_match_one_process(tmp_path, one_process)
     assert biggest_difference(one, trained(tmp_path / written[0])) < 1e-5
 
 
-def test_a_failing_rank_ends_the_run_with_one_error_line(tmp_path, capfd):
+def test_a_failing_rank_fails_the_run_and_its_last_line_says_which(tmp_path):
     prepare(tmp_path, nproc=2)
     (tmp_path / "prepared" / "train.pt").unlink()
-    with pytest.raises(StageError, match=r"^rank \d of 2 under torchrun exited with status 1$"):
-        train_here(tmp_path)
-    assert "error: prepared/train.pt: missing" in capfd.readouterr().err  # the rank's own line
+    proc = run(tmp_path, STAGE)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1
+    assert "error: prepared/train.pt: missing" in err  # a rank's own line, above torchrun's
+    assert re.fullmatch(r"error: rank \d of 2 under torchrun exited with status 1", err.splitlines()[-1]), err
 
 
 def test_one_process_per_gpu():

@@ -6,6 +6,7 @@ import math
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -29,19 +30,25 @@ def predict(*args: str, cwd=ROOT) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def predict_here(monkeypatch, capsys):
-    """predict(...) run in this process, where torch is imported already: its exit status and
-    what its main() printed."""
+    """predict(...) run in this process, where torch is imported already: its exit status, what
+    its main() printed, and after it on stderr the warnings a process would have printed."""
 
     def call(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
         monkeypatch.chdir(cwd)
         monkeypatch.setattr(sys, "argv", ["digits.predict", *args])
         capsys.readouterr()
-        try:
-            run(predict_module.main)
-            code = 0
-        except SystemExit as e:
-            code = e.code
-        return subprocess.CompletedProcess(args, code, *capsys.readouterr())
+        with warnings.catch_warnings(record=True) as shown:
+            warnings.resetwarnings()  # then Python's own defaults, not pytest's
+            for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+                warnings.simplefilter("ignore", category)
+            try:
+                run(predict_module.main)
+                code = 0
+            except SystemExit as e:
+                code = e.code
+        out, err = capsys.readouterr()
+        err += "".join(warnings.formatwarning(w.message, w.category, w.filename, w.lineno) for w in shown)
+        return subprocess.CompletedProcess(args, code, out, err)
 
     return call
 
@@ -253,10 +260,8 @@ def make_hostile_folder(folder: Path) -> Path:
     return folder
 
 
-def test_each_hostile_file_gets_one_error_line_and_the_rest_are_classified(
-    hostile_folder, drawn_model, predict_here
-):
-    result = predict_here(str(hostile_folder), "--model", str(drawn_model))
+def test_each_hostile_file_gets_one_error_line_and_the_rest_are_classified(hostile_folder, drawn_model):
+    result = predict(str(hostile_folder), "--model", str(drawn_model))
     assert result.returncode == 1
     errors = [line.split(": ", 2) for line in result.stderr.splitlines()]
     assert errors == [

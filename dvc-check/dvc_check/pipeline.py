@@ -1,7 +1,8 @@
 """The pipeline as DVC resolves it (vars, foreach, matrix, imports), and the checks that
 need no run: definitions and stale results."""
 
-import importlib.util
+import functools
+import importlib.machinery
 import json
 import logging
 import os
@@ -138,14 +139,27 @@ def program(cmd: str) -> tuple[dict[str, str], list[str]]:
     return assigned, words
 
 
+@functools.cache
+def interpreter_path() -> list[str]:
+    """Where a new `python` finds installed modules (standard library, site-packages, .pth
+    entries): not this process's sys.path, which has its own script folder, PYTHONPATH and
+    whoever imported dvc_check (a test), nor its sys.modules."""
+    code = "import json, sys; print(json.dumps(sys.path))"
+    shown = subprocess.run([sys.executable, "-E", "-P", "-c", code], capture_output=True, text=True)
+    return json.loads(shown.stdout) if shown.returncode == 0 else sys.path
+
+
 def module_exists(module: str, places: list[Path]) -> bool:
     base = module.replace(".", "/")
     if any((p / f"{base}.py").is_file() or (p / base).is_dir() for p in places):
         return True
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
+    parts, path = module.split("."), interpreter_path()
+    for i in range(len(parts)):  # each package, then the module in it, without importing any
+        spec = importlib.machinery.PathFinder.find_spec(".".join(parts[: i + 1]), path)
+        if spec is None:
+            return False
+        path = list(spec.submodule_search_locations or [])
+    return True
 
 
 def missing_program(cmd: str, cwd: Path) -> str | None:
@@ -215,9 +229,16 @@ def dvc_status(root: Path) -> dict:
     and a second Python that loads it again takes a second."""
     from dvc.repo import Repo, lock_repo
 
-    logging.getLogger("dvc").addHandler(logging.NullHandler())  # its warnings are not ours to print
-    with Repo(str(root)) as repo, lock_repo(repo):
-        return repo.status()
+    # Its warnings (a frozen stage's deps are not shown...) are not ours to print, and what goes
+    # wrong reaches us as an exception. `import dvc` gave its logger handlers of its own.
+    log = logging.getLogger("dvc")
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        with Repo(str(root)) as repo, lock_repo(repo):
+            return repo.status()
+    finally:
+        log.setLevel(level)
 
 
 def check_stale(root: Path, stages: list[Stage]) -> list[str]:

@@ -189,6 +189,13 @@ def test_cmd_runs_a_missing_program(sensor_repo):
     sensor_repo.expect_invalid(missing_program("count", "csvcat"))
 
 
+def test_cmd_runs_a_module_that_only_the_checking_process_can_import(sensor_repo):
+    # This test's own helper module, imported here; a stage's python has no such module.
+    sensor_repo.edit("dvc.yaml", "cmd: cat clean/north.csv", "cmd: python -m pipelines clean/north.csv")
+    sensor_repo.commit("count: python -m pipelines")
+    sensor_repo.expect_invalid(missing_program("count", "pipelines"))
+
+
 def test_declared_param_missing_from_the_other_params_file(sensor_repo):
     sensor_repo.edit("dvc.yaml", "      - label\n", "      - label\n      - units\n")
     sensor_repo.commit("combine: units (not in config/other.yaml)")

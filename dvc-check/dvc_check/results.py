@@ -79,13 +79,14 @@ def rerun(root: Path, stages: list[Stage]) -> str | None:
     names = [s.name for s in stages if s.runs]
     if not names:
         return None
+    repro = ["repro", "--force", "--single-item", "--no-run-cache"]
     print(f"rerun: {', '.join(names)}", flush=True)
-    done = dvc(root, "repro", "--force", "--single-item", "--no-run-cache", *names)
+    done = dvc(root, *repro, *names)
     if not done.returncode:
         return None
     failed = next((n for n in names if f"failed to reproduce {n!r}" in done.stderr), None)
     if failed:  # again alone, for its own error line: the stages before it wrote to stderr too
-        alone = dvc(root, "repro", "--force", "--single-item", "--no-run-cache", failed)
+        alone = dvc(root, *repro, failed)
         done = alone if alone.returncode else done
     lines = [x for x in done.stderr.splitlines() if x.strip() and not x.startswith("WARNING")]
     ours = [x.removeprefix("error: ") for x in lines if x.startswith("error: ")]

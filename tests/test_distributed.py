@@ -39,7 +39,7 @@ def prepare(folder: Path, n_train: int = 50, **train: object) -> None:
         save_tensors(folder / "prepared" / f"{name}.pt", tensors(["0", "1", "2"], n, seed))
 
 
-def run(folder: Path, cmd: list[str]) -> subprocess.Popen:
+def run(folder: Path, cmd: list[str] = STAGE) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
         cmd, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -55,7 +55,7 @@ def train(folder: Path, nproc: int) -> None:
     already. More: the stage as a process of its own, which becomes torchrun's launcher (torchrun
     changes its launcher's environment and signal handlers, which this process must keep)."""
     if nproc > 1:
-        proc = run(folder, STAGE)
+        proc = run(folder)
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err
         return
@@ -141,7 +141,7 @@ def test_two_nodes_with_c10d_rendezvous_match_one_process(tmp_path, one_process)
 def test_a_failing_rank_fails_the_run_and_its_last_line_says_which(tmp_path):
     prepare(tmp_path, nproc=2)
     (tmp_path / "prepared" / "train.pt").unlink()
-    proc = run(tmp_path, STAGE)
+    proc = run(tmp_path)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 1
     assert "error: prepared/train.pt: missing" in err  # a rank's own line, above torchrun's

@@ -20,25 +20,28 @@ import warnings
 from pathlib import Path
 from urllib.parse import urlparse
 
-# fastai 2.8 calls torch.jit.script at import, which torch 2.14 warns about on
-# every run; it is noise to the user of this stage.
+from digits.cli import StageError, path_args, run
+from digits.files import ARCHIVE_ERRORS, atomic_dir, write_json
+from digits.params import Download, load_params
+
+# fastai is imported in the functions that use it, not with this module: it imports torch,
+# seconds that whoever imports the module for its other functions (the tests) need not wait.
+# fastai 2.8 calls torch.jit.script at import, which torch 2.14 warns about on every run;
+# it is noise to the user of this stage.
 warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
-from fastai.data.external import URLs, untar_data  # noqa: E402
-from fastai.data.transforms import get_image_files  # noqa: E402
-from fastdownload import download_url  # noqa: E402
-
-from digits.cli import StageError, path_args, run  # noqa: E402
-from digits.files import ARCHIVE_ERRORS, atomic_dir, write_json  # noqa: E402
-from digits.params import Download, load_params  # noqa: E402
-
-URL = {"mnist": URLs.MNIST, "mnist_sample": URLs.MNIST_SAMPLE}
 SPLITS = {"mnist": ("training", "testing"), "mnist_sample": ("train", "valid")}
 MIRROR_HELP = "set MNIST_MIRROR to a directory holding {name}, e.g. MNIST_MIRROR=../shared/data"
 
 
+def fastai_url(dataset: str) -> str:
+    from fastai.data.external import URLs
+
+    return {"mnist": URLs.MNIST, "mnist_sample": URLs.MNIST_SAMPLE}[dataset]
+
+
 def source_url(dataset: str, mirror: str | None) -> str:
     """The URL to fetch: fastai's own, or the archive of the same name in MNIST_MIRROR."""
-    url = URL[dataset]
+    url = fastai_url(dataset)
     name = Path(urlparse(url).path).name
     if not mirror:
         return url
@@ -93,6 +96,8 @@ def check_archive(archive: Path) -> None:
 
 def list_images(root: Path, splits: tuple[str, ...]) -> dict[str, dict[str, list[str]]]:
     """split -> class -> sorted image paths relative to root's parent, as fastai sees them."""
+    from fastai.data.transforms import get_image_files
+
     found: dict[str, dict[str, list[str]]] = {}
     for split in splits:
         folder = root / split
@@ -111,6 +116,9 @@ def list_images(root: Path, splits: tuple[str, ...]) -> dict[str, dict[str, list
 
 
 def download(dataset: str, out: Path, mirror: str | None) -> dict:
+    from fastai.data.external import untar_data
+    from fastdownload import download_url
+
     url = source_url(dataset, mirror)
     check_reachable(url)
     try:

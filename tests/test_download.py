@@ -53,12 +53,14 @@ def test_mirror_errors_name_the_problem(tmp_path):
     with pytest.raises(StageError, match=r"MNIST_MIRROR=.*: has no mnist_sample.tgz"):
         dl.source_url("mnist_sample", str(tmp_path))
     assert dl.source_url("mnist", "https://example.org/mirror/") == "https://example.org/mirror/mnist_png.tgz"
-    assert dl.source_url("mnist", None) == dl.URLs.MNIST
+    from fastai.data.external import URLs
+
+    assert dl.source_url("mnist", None) == URLs.MNIST
 
 
 def test_offline_without_mirror_fails_fast_naming_url_and_mirror(tmp_path, monkeypatch, no_proxy):
     url = "https://host.invalid/fastai/mnist_png.tgz"  # .invalid never resolves
-    monkeypatch.setitem(dl.URL, "mnist", url)
+    monkeypatch.setattr(dl, "fastai_url", lambda dataset: url)
     with pytest.raises(
         StageError, match=r"cannot reach https://host.invalid/fastai/mnist_png.tgz.*MNIST_MIRROR"
     ):

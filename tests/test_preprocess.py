@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 import torch
-from fastai.vision.core import PILImageBW
 from PIL import Image
 
 from digits.cli import StageError
@@ -17,6 +16,8 @@ def test_decode_gives_the_pixels_that_were_written():
 
 @pytest.mark.parametrize("mode", ["RGB", "P", "LA"])
 def test_colour_images_are_converted_as_fastai_pilimagebw_does(mode):
+    from fastai.vision.core import PILImageBW  # here: importing fastai at collection costs seconds
+
     rgb = np.stack([digit(0, 1), digit(1, 2), digit(2, 3)], axis=-1)
     data = png_bytes(Image.fromarray(rgb).convert(mode))
     expected = np.array(PILImageBW.create(data))

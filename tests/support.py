@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import torch
 import yaml
 from filelock import FileLock
 
+from digits.cli import run
 from digits.params import Train
 from digits.predict import to_mnist
 from fixtures import STROKES, digit, drawn
@@ -90,6 +92,29 @@ def sh(repo: Path, *cmd: str, mirror: Path | None = None, check: bool = True) ->
     if check:
         assert result.returncode == 0, result.stdout + result.stderr
     return result
+
+
+def run_here(
+    monkeypatch, capsys, main: Callable[[], None], cwd: Path, *args: str
+) -> subprocess.CompletedProcess:
+    """A command's main() run in this process, where torch is imported already, as
+    `python -m module ARGS` in cwd would run it: its exit status, what it printed, and after
+    that on stderr the warnings a process would have printed."""
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "argv", [main.__module__, *args])
+    capsys.readouterr()
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.resetwarnings()  # then Python's own defaults, not pytest's
+        for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+            warnings.simplefilter("ignore", category)
+        try:
+            run(main)
+            code = 0
+        except SystemExit as e:
+            code = e.code
+    out, err = capsys.readouterr()
+    err += "".join(warnings.formatwarning(w.message, w.category, w.filename, w.lineno) for w in shown)
+    return subprocess.CompletedProcess(args, code, out, err)
 
 
 def ran(result: subprocess.CompletedProcess) -> list[str]:

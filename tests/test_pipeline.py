@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from support import BIN, SMALL, copy_run, ran, set_params, sh
+from support import BIN, SMALL, copy_run, ran, run_here, set_params, sh
 
 PREPROCESS = ["-m", "stages.preprocess", "--download", "data/download", "--out", "data/prepared"]
 PREPROCESS += ["--samples", "plots/samples.png"]
@@ -58,26 +58,35 @@ def test_changing_lr_reruns_only_train_and_evaluate(lower_lr):
 
 def test_editing_a_helper_reruns_only_the_stages_that_import_it(small_copy):
     # The README's example: digits/models.py is imported by train and evaluate alone.
-    repo = small_copy
-    with (repo / "digits" / "models.py").open("a") as f:
-        f.write("# a comment\n")
+    repo, models = small_copy, small_copy / "digits" / "models.py"
+    committed = models.read_text()
+    models.write_text(committed + "# a comment\n")
     status = sh(repo, "dvc", "status").stdout
     assert "train:" in status and "evaluate:" in status and "modified:           digits/models.py" in status
     assert "download:" not in status and "preprocess:" not in status
-    assert ran(sh(repo, "dvc", "repro")) == ["train", "evaluate"]
-    # Another helper, other stages: what `dvc status` names is what `dvc repro` would run.
+    # What `dvc status` names is what `dvc repro` runs (--dry: DVC's plan, not the runs themselves).
+    assert ran(sh(repo, "dvc", "repro", "--dry")) == ["train", "evaluate"]
+    # Another helper, other stages.
+    models.write_text(committed)
     with (repo / "digits" / "images.py").open("a") as f:
         f.write("# a comment\n")
     assert sorted(json.loads(sh(repo, "dvc", "status", "--json").stdout)) == ["evaluate", "preprocess"]
 
 
-def train_into(repo: Path, model: Path, live: Path) -> subprocess.CompletedProcess:
-    """The train stage, run by hand into outputs of our own."""
-    cmd = ["-m", "stages.train", "--prepared", "data/prepared", "--model", str(model), "--live", str(live)]
-    return sh(repo, sys.executable, *cmd, check=False)
+@pytest.fixture
+def train_into(monkeypatch, capsys):
+    """train_into(repo, model, live): the train stage run by hand, in this process, into
+    outputs of our own."""
+    from stages.train import main
+
+    def call(repo: Path, model: Path, live: Path) -> subprocess.CompletedProcess:
+        args = ["--prepared", "data/prepared", "--model", str(model), "--live", str(live)]
+        return run_here(monkeypatch, capsys, main, repo, *args)
+
+    return call
 
 
-def test_diverging_training_writes_no_model_or_metrics(tmp_path, small_copy):
+def test_diverging_training_writes_no_model_or_metrics(tmp_path, small_copy, train_into):
     out = tmp_path / "out"
     out.mkdir()
     set_params(small_copy, {"train": {"lr": 1000.0, "momentum": 0.0}})
@@ -90,7 +99,7 @@ def test_diverging_training_writes_no_model_or_metrics(tmp_path, small_copy):
     assert not list(out.iterdir())  # no model, no metrics, and nothing half-written in their place
 
 
-def test_bad_params_fail_before_any_work(small_copy, tmp_path):
+def test_bad_params_fail_before_any_work(small_copy, tmp_path, train_into):
     params = small_copy / "params.yaml"
     params.write_text(params.read_text().replace("  lr:", "  learning_rate:"))
     run = train_into(small_copy, tmp_path / "out" / "model.pt", tmp_path / "out" / "live")

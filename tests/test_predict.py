@@ -6,7 +6,6 @@ import math
 import os
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +13,9 @@ import pytest
 from PIL import Image, ImageOps
 
 from digits import predict as predict_module
-from digits.cli import run
 from digits.predict import MAX_PIXELS, NoDigit, TooLarge, Unreadable, read_image, shrink, to_mnist
 from fixtures import blank_png, drawn, make_archive, png_bytes
-from support import ROOT
+from support import ROOT, run_here
 
 
 def predict(*args: str, cwd=ROOT) -> subprocess.CompletedProcess:
@@ -30,27 +28,8 @@ def predict(*args: str, cwd=ROOT) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def predict_here(monkeypatch, capsys):
-    """predict(...) run in this process, where torch is imported already: its exit status, what
-    its main() printed, and after it on stderr the warnings a process would have printed."""
-
-    def call(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-        monkeypatch.chdir(cwd)
-        monkeypatch.setattr(sys, "argv", ["digits.predict", *args])
-        capsys.readouterr()
-        with warnings.catch_warnings(record=True) as shown:
-            warnings.resetwarnings()  # then Python's own defaults, not pytest's
-            for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
-                warnings.simplefilter("ignore", category)
-            try:
-                run(predict_module.main)
-                code = 0
-            except SystemExit as e:
-                code = e.code
-        out, err = capsys.readouterr()
-        err += "".join(warnings.formatwarning(w.message, w.category, w.filename, w.lineno) for w in shown)
-        return subprocess.CompletedProcess(args, code, out, err)
-
-    return call
+    """`python -m digits.predict ARGS` run in this process, where torch is imported already."""
+    return lambda *args, cwd=ROOT: run_here(monkeypatch, capsys, predict_module.main, cwd, *args)
 
 
 def centre_of_mass(img: np.ndarray) -> tuple[float, float]:

@@ -447,22 +447,26 @@ def narrow(full: dict, declared: dict, enough) -> list[str]:
             needed = trial
     budget = [16]
 
-    def shrink(file: str, keys: list[str]) -> None:
-        """Halve the keys a stage still gets; where it needs both halves, stop: name the whole."""
+    def drops(file: str, keys: list[str]) -> bool:
+        """Whether the stage still behaves as with the whole files without these keys (a rerun)."""
         nonlocal needed
+        budget[0] -= 1
+        trial = needed - {(file, k) for k in keys}
+        if enough(extra(trial)):
+            needed = trial
+            return True
+        return False
+
+    def shrink(file: str, keys: list[str]) -> None:
+        """Halve keys that the stage needs at least one of; where it needs both halves, stop:
+        name the whole."""
         if len(keys) <= 1 or budget[0] <= 0:
             return
-        halves, dropped = (keys[: len(keys) // 2], keys[len(keys) // 2 :]), []
-        for half in halves:
-            budget[0] -= 1
-            trial = needed - {(file, k) for k in half}
-            dropped.append(enough(extra(trial)))
-            if dropped[-1]:
-                needed = trial
-        if any(dropped):
-            for half, gone in zip(halves, dropped):
-                if not gone:
-                    shrink(file, half)
+        first, second = keys[: len(keys) // 2], keys[len(keys) // 2 :]
+        if drops(file, first):
+            shrink(file, second)  # so it needs some of these: no rerun to ask
+        elif drops(file, second):
+            shrink(file, first)
 
     for (file, section), keys in groups.items():
         if all((file, k) in needed for k in keys):

@@ -34,7 +34,6 @@ from functools import partial
 
 import torch
 import torch.distributed as dist
-from dvclive import Live
 from fastprogress.fastprogress import progress_bar
 
 from digits.augment import random_affine, warp
@@ -328,6 +327,8 @@ def main() -> None:
     if dist.is_initialized() and dist.get_rank() > 0:
         fit(params, train, valid, device)  # in step with rank 0, which writes the outputs
     else:
+        from dvclive import Live  # here: the launcher and the other ranks need not import it (0.5 s)
+
         with atomic_dir(args.live) as staging:
             live = Live(str(staging), save_dvc_exp=False, dvcyaml=None)
             # What decides the bytes of this run, beside its metrics: dvc-check compares a rerun

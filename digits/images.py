@@ -14,8 +14,8 @@ ZOOM, CELL, CAPTION, TITLE = 3, 104, 16, 28
 
 def save_grid(path: Path, x: torch.Tensor, titles: list[str], title: str, cols: int = 8) -> None:
     """x: uint8 N×28×28, white digits on black, drawn as the material shows them. Pillow, not
-    matplotlib: importing matplotlib and laying out a figure took longer than the rest of
-    evaluate on a small test set."""
+    matplotlib: importing matplotlib and laying out a figure cost each preprocess and evaluate
+    run about a second."""
     rows = max(1, math.ceil(len(x) / cols))
     grid = Image.new("L", (cols * CELL, TITLE + rows * (CAPTION + CELL)), color=255)
     draw = ImageDraw.Draw(grid)

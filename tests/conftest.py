@@ -23,14 +23,15 @@ from support import ROOT, SMALL, TRAIN, copy_repo, copy_run, drawn_set, made_onc
 LONGEST_FIRST = [
     "tests/test_validate.py",
     "tests/test_distributed.py",
+    "tests/test_experiments.py",
+    "dvc-check/tests/test_text_pipeline.py",
     "tests/test_remote.py",
     "tests/test_pipeline.py",
-    "dvc-check/tests/test_text_pipeline.py",
-    "tests/test_experiments.py",
     "tests/test_predict.py",
-    "dvc-check/tests/test_sensor_pipeline.py",
     "dvc-check/tests/test_adversary.py",
-    "tests/test_download.py",
+    "dvc-check/tests/test_sensor_pipeline.py",
+    "tests/test_app.py",
+    "tests/test_lesson.py",
 ]
 
 

@@ -99,9 +99,12 @@ def run_here(
 ) -> subprocess.CompletedProcess:
     """A command's main() run in this process, where torch is imported already, as
     `python -m module ARGS` in cwd would run it: its exit status, what it printed, and after
-    that on stderr the warnings a process would have printed."""
+    that on stderr the warnings main() raised, under Python's default filters. Not seen: what
+    the module printed or warned, or filters and log handlers it set up, when it was imported
+    (in this process, at collection): a command's whole stderr is checked by a test that runs
+    it as a process."""
     monkeypatch.chdir(cwd)
-    monkeypatch.setattr(sys, "argv", [main.__module__, *args])
+    monkeypatch.setattr(sys, "argv", [sys.modules[main.__module__].__file__, *args])  # as python -m sets it
     capsys.readouterr()
     with warnings.catch_warnings(record=True) as shown:
         warnings.resetwarnings()  # then Python's own defaults, not pytest's

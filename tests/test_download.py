@@ -2,8 +2,10 @@ import functools
 import http.server
 import io
 import json
+import os
 import shutil
 import subprocess
+import sys
 import tarfile
 import threading
 import urllib.request
@@ -166,32 +168,34 @@ def servers(tmp_path, no_proxy):
         server.shutdown()
 
 
-@pytest.fixture
-def download_stage(tmp_path, monkeypatch, capsys):
-    """download_stage(**env): the download stage in tmp_path, with the environment's proxies
-    (servers' no_proxy) and env's, run in this process."""
+def download_stage(folder: Path, **env: str) -> subprocess.CompletedProcess:
+    """The download stage as a process in folder/, with the environment's proxies (servers'
+    no_proxy) and env's."""
+    shutil.copy(ROOT / "params.yaml", folder / "params.yaml")
+    return subprocess.run(
+        [sys.executable, "-m", "stages.download", "--out", "out"],
+        cwd=folder,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "MNIST_MIRROR": "http://mirror.invalid/fastai", **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
-    def call(**env: str) -> subprocess.CompletedProcess:
-        shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
-        for name, value in {"MNIST_MIRROR": "http://mirror.invalid/fastai", **env}.items():
-            monkeypatch.setenv(name, value)
-        return run_here(monkeypatch, capsys, dl.main, tmp_path, "--out", "out")
 
-    return call
-
-
-def test_download_goes_through_the_proxy_the_environment_names(tmp_path, servers, download_stage):
-    # mirror.invalid never resolves: only a proxy can fetch it, as on a proxy-only network.
-    result = download_stage(HTTP_PROXY=servers)
+def test_download_goes_through_the_proxy_the_environment_names(tmp_path, servers, monkeypatch, capsys):
+    # mirror.invalid never resolves: only a proxy can fetch it, as on a proxy-only network. The
+    # stage's main() in this process (fastai imported once), with those variables set here.
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    monkeypatch.setenv("MNIST_MIRROR", "http://mirror.invalid/fastai")
+    monkeypatch.setenv("HTTP_PROXY", servers)
+    result = run_here(monkeypatch, capsys, dl.main, tmp_path, "--out", "out")
     assert result.returncode == 0, result.stderr
     assert Proxy.seen == ["http://mirror.invalid/fastai/mnist_png.tgz"]
     assert json.loads((tmp_path / "out" / "images.json").read_text())["archive"] == "mnist_png.tgz"
 
 
-def test_without_the_proxy_or_with_a_dead_one_the_error_says_which(
-    tmp_path, servers, monkeypatch, download_stage
-):
-    result = download_stage()  # the stage: one line, exit status 1
+def test_without_the_proxy_or_with_a_dead_one_the_error_says_which(tmp_path, servers, monkeypatch):
+    result = download_stage(tmp_path)  # the stage, as a process: one line, exit status 1
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 1 and len(lines) == 1, result.stderr
     assert lines[0].startswith("error: cannot reach http://mirror.invalid/fastai/mnist_png.tgz (")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from support import BIN, SMALL, copy_run, ran, run_here, set_params, sh
+from support import BIN, SMALL, copy_run, ran, set_params, sh
 
 PREPROCESS = ["-m", "stages.preprocess", "--download", "data/download", "--out", "data/prepared"]
 PREPROCESS += ["--samples", "plots/samples.png"]
@@ -73,20 +73,13 @@ def test_editing_a_helper_reruns_only_the_stages_that_import_it(small_copy):
     assert sorted(json.loads(sh(repo, "dvc", "status", "--json").stdout)) == ["evaluate", "preprocess"]
 
 
-@pytest.fixture
-def train_into(monkeypatch, capsys):
-    """train_into(repo, model, live): the train stage run by hand, in this process, into
-    outputs of our own."""
-    from stages.train import main
-
-    def call(repo: Path, model: Path, live: Path) -> subprocess.CompletedProcess:
-        args = ["--prepared", "data/prepared", "--model", str(model), "--live", str(live)]
-        return run_here(monkeypatch, capsys, main, repo, *args)
-
-    return call
+def train_into(repo: Path, model: Path, live: Path) -> subprocess.CompletedProcess:
+    """The train stage, run by hand into outputs of our own."""
+    cmd = ["-m", "stages.train", "--prepared", "data/prepared", "--model", str(model), "--live", str(live)]
+    return sh(repo, sys.executable, *cmd, check=False)
 
 
-def test_diverging_training_writes_no_model_or_metrics(tmp_path, small_copy, train_into):
+def test_diverging_training_writes_no_model_or_metrics(tmp_path, small_copy):
     out = tmp_path / "out"
     out.mkdir()
     set_params(small_copy, {"train": {"lr": 1000.0, "momentum": 0.0}})
@@ -99,7 +92,7 @@ def test_diverging_training_writes_no_model_or_metrics(tmp_path, small_copy, tra
     assert not list(out.iterdir())  # no model, no metrics, and nothing half-written in their place
 
 
-def test_bad_params_fail_before_any_work(small_copy, tmp_path, train_into):
+def test_bad_params_fail_before_any_work(small_copy, tmp_path):
     params = small_copy / "params.yaml"
     params.write_text(params.read_text().replace("  lr:", "  learning_rate:"))
     run = train_into(small_copy, tmp_path / "out" / "model.pt", tmp_path / "out" / "live")

@@ -441,10 +441,13 @@ def narrow(full: dict, declared: dict, enough) -> list[str]:
         return out
 
     needed = {(f, k) for (f, _), keys in groups.items() for k in keys}
+    without: dict[tuple[str, str], set] = {}  # a section it needs: the keys it was tried with
     for (file, section), keys in groups.items():
         trial = needed - {(file, k) for k in keys}
         if enough(extra(trial)):
             needed = trial
+        else:
+            without[(file, section)] = trial
     budget = [16]
 
     def drops(file: str, keys: list[str]) -> bool:
@@ -457,20 +460,22 @@ def narrow(full: dict, declared: dict, enough) -> list[str]:
             return True
         return False
 
-    def shrink(file: str, keys: list[str]) -> None:
-        """Halve keys that the stage needs at least one of; where it needs both halves, stop:
-        name the whole."""
+    def shrink(file: str, keys: list[str], known: bool) -> None:
+        """Halve the keys the stage still gets from a section; where it needs both halves, stop:
+        name the whole. `known`: a rerun showed that without all of `keys`, the other keys
+        as they are now, it behaves otherwise."""
         if len(keys) <= 1 or budget[0] <= 0:
             return
         first, second = keys[: len(keys) // 2], keys[len(keys) // 2 :]
         if drops(file, first):
-            shrink(file, second)  # so it needs some of these: no rerun to ask
+            if known or not drops(file, second):  # known: without second too is that rerun
+                shrink(file, second, known=True)
         elif drops(file, second):
-            shrink(file, first)
+            shrink(file, first, known)
 
     for (file, section), keys in groups.items():
-        if all((file, k) in needed for k in keys):
-            shrink(file, keys)
+        if (file, section) in without:
+            shrink(file, keys, known=needed - {(file, k) for k in keys} == without[(file, section)])
     named = []
     for (file, section), keys in groups.items():
         kept = [k for k in keys if (file, k) in needed]

@@ -4,9 +4,9 @@ reruns, so the test can count them."""
 from dvc_check.sandbox import narrow
 
 PARAMS = {
+    "other": {"x": 0},
     "prepare": {"split": 0.2, "seed": 1},
     "train": {"lr": 0.1, "epochs": 3, "seed": 2},
-    "other": {"x": 0},
 }
 
 
@@ -21,6 +21,19 @@ def test_narrow_names_the_keys_and_sections_a_stage_needs_and_asks_no_rerun_it_c
         return needs <= given
 
     assert narrow({"params.yaml": PARAMS}, {"params.yaml": []}, enough) == ["prepare.seed", "train"]
-    # One rerun without each section (other is dropped); then without prepare.split, which it
-    # does not need, so it needs prepare.seed: no rerun asks; then without each half of train.
+    # One rerun without each section (other, tried first, is dropped); then without prepare.split,
+    # which it does not need, so it needs prepare.seed: no rerun asks; then without each half of
+    # train.
     assert len(tried) == 3 + 1 + 2, tried
+
+
+def test_narrow_asks_again_where_what_it_knew_no_longer_holds():
+    # The stage reads train.lr only when model.kind is set, and its own default for model.kind
+    # gives the same result: it needs no undeclared key. Without train it differs only while
+    # model is there; once model is dropped, dropping train.lr no longer tells it apart.
+    def enough(extra: dict[str, list[str]]) -> bool:
+        given = {key for keys in extra.values() for key in keys}
+        return "model.kind" not in given or "train.lr" in given
+
+    full = {"params.yaml": {"train": {"lr": 0.1, "epochs": 3}, "model": {"kind": "cnn"}}}
+    assert narrow(full, {"params.yaml": []}, enough) == []

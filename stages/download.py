@@ -24,7 +24,7 @@ from digits.cli import StageError, path_args, run
 from digits.files import ARCHIVE_ERRORS, atomic_dir, write_json
 from digits.params import Download, load_params
 
-# fastai is imported in the functions that use it, not with this module: it imports torch,
+# fastai is imported in the functions that use it, not with this module: importing it takes
 # seconds that whoever imports the module for its other functions (the tests) need not wait.
 # fastai 2.8 calls torch.jit.script at import, which torch 2.14 warns about on every run;
 # it is noise to the user of this stage.

@@ -441,7 +441,7 @@ def narrow(full: dict, declared: dict, enough) -> list[str]:
         return out
 
     needed = {(f, k) for (f, _), keys in groups.items() for k in keys}
-    without: dict[tuple[str, str], set] = {}  # a section it needs: the keys it was tried with
+    without: dict[tuple[str, str], set] = {}  # each section found needed: the keys its rerun had
     for (file, section), keys in groups.items():
         trial = needed - {(file, k) for k in keys}
         if enough(extra(trial)):
@@ -468,7 +468,7 @@ def narrow(full: dict, declared: dict, enough) -> list[str]:
             return
         first, second = keys[: len(keys) // 2], keys[len(keys) // 2 :]
         if drops(file, first):
-            if known or not drops(file, second):  # known: without second too is that rerun
+            if known or not drops(file, second):  # known: that rerun, without both, was made
                 shrink(file, second, known=True)
         elif drops(file, second):
             shrink(file, first, known)

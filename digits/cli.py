@@ -18,8 +18,8 @@ def run(main: Callable[[], None]) -> None:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
     finally:
-        # Python's shutdown garbage-collects every object still alive, about 190,000 from
-        # importing torch alone: 0.4 s of each run, 1 s of download's (docs/speed.md). Frozen,
+        # Python's shutdown garbage-collects every object still alive: 190,000 after importing
+        # torch, 290,000 after fastai, 0.25 s and 0.7 s of CPU here (docs/speed.md). Frozen,
         # they are skipped; the process's end frees their memory all the same.
         gc.freeze()
 

@@ -4,6 +4,7 @@ Test modules import from here, never from conftest: dvc-check's tests have a con
 and both run in one pytest session."""
 
 import dataclasses
+import gc
 import os
 import shutil
 import socket
@@ -115,6 +116,8 @@ def run_here(
             code = 0
         except SystemExit as e:
             code = e.code
+        finally:
+            gc.unfreeze()  # run() froze this process's objects for an exit that is not coming
     out, err = capsys.readouterr()
     err += "".join(warnings.formatwarning(w.message, w.category, w.filename, w.lineno) for w in shown)
     return subprocess.CompletedProcess(args, code, out, err)

@@ -1,4 +1,4 @@
-"""How every stage fails: one clear line on stderr and a non-zero exit."""
+"""How every stage ends: when it fails, one clear line on stderr and a non-zero exit."""
 
 import argparse
 import gc

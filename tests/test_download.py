@@ -168,14 +168,14 @@ def servers(tmp_path, no_proxy):
         server.shutdown()
 
 
-def download_stage(folder: Path, **env: str) -> subprocess.CompletedProcess:
+def download_stage(folder: Path) -> subprocess.CompletedProcess:
     """The download stage as a process in folder/, with the environment's proxies (servers'
-    no_proxy) and env's."""
+    no_proxy)."""
     shutil.copy(ROOT / "params.yaml", folder / "params.yaml")
     return subprocess.run(
         [sys.executable, "-m", "stages.download", "--out", "out"],
         cwd=folder,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "MNIST_MIRROR": "http://mirror.invalid/fastai", **env},
+        env={**os.environ, "PYTHONPATH": str(ROOT), "MNIST_MIRROR": "http://mirror.invalid/fastai"},
         capture_output=True,
         text=True,
         timeout=120,

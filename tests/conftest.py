@@ -15,7 +15,7 @@ import torch
 
 from digits.files import save_tensors
 from fixtures import make_mirror
-from support import ROOT, SMALL, TRAIN, copy_repo, copy_run, drawn_set, made_once, ran, set_params, sh
+from support import ROOT, SMALL, TRAIN, copy_repo, copy_run, drawn_set, dvc, made_once, ran, set_params, sh
 
 # The test files that take longest, longest first (`--durations`, docs/testing.md). Under
 # `--dist loadfile --no-loadscope-reorder` (scripts/test.sh) each file goes whole to the next free
@@ -66,7 +66,7 @@ def small_run(tmp_path_factory, mirror) -> Path:
     def make(repo: Path) -> None:
         copy_repo(repo)
         set_params(repo, SMALL)
-        assert ran(sh(repo, "dvc", "repro", mirror=mirror)) == ["download", "preprocess", "train", "evaluate"]
+        assert ran(dvc(repo, "repro", mirror=mirror)) == ["download", "preprocess", "train", "evaluate"]
         sh(repo, "git", "add", "-A")
         sh(repo, "git", "commit", "-qm", "the SMALL run")
 

@@ -19,12 +19,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from dvc.cli import main as dvc_main
 from filelock import FileLock
 
 from digits.cli import run
 from digits.params import Train
 from digits.predict import to_mnist
 from fixtures import STROKES, digit, drawn
+from pipelines import in_process  # dvc-check/tests/pipelines.py: dvc-check's tests run DVC so too
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,11 +87,34 @@ def set_params(repo: Path, changes: dict) -> None:
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-def sh(repo: Path, *cmd: str, mirror: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
+def environment(mirror: Path | None) -> dict[str, str]:
+    """A command's environment: this process's, with this venv's commands first on PATH."""
     env = {**os.environ, "PATH": BIN + os.pathsep + os.environ["PATH"]}
     if mirror:
         env["MNIST_MIRROR"] = str(mirror)
-    result = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    return env
+
+
+def sh(repo: Path, *cmd: str, mirror: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        cmd, cwd=repo, env=environment(mirror), capture_output=True, text=True, timeout=600
+    )
+    if check:
+        assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def dvc(
+    repo: Path, *args: str, mirror: Path | None = None, check: bool = True
+) -> subprocess.CompletedProcess:
+    """`dvc ARGS` as sh runs it, but in this process, where DVC is imported already: a new Python
+    spends about half a second of CPU importing it again. Its stdout and stderr hold what the
+    stages it runs print, as a process's would. `dvc queue ...` and `dvc exp run --queue` run
+    with sh instead: they start or query DVC's queue workers, which DVC forks off."""
+    # DVC_TEST: DVC's switch for running it in a test's process, without which it writes JSON
+    # to the stdout of the moment it was imported (colorama's), not to this command's.
+    env = {**environment(mirror), "DVC_TEST": "true"}
+    result = in_process(lambda: dvc_main(list(args)), ["dvc", *args], repo, env)
     if check:
         assert result.returncode == 0, result.stdout + result.stderr
     return result

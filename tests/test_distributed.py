@@ -14,7 +14,7 @@ import yaml
 from digits.cli import StageError
 from digits.files import save_tensors
 from digits.parallel import check_gpus, threads_per_process
-from support import ROOT, free_port, ran, set_params, sh, tensors
+from support import ROOT, dvc, free_port, ran, set_params, tensors
 
 STAGE = [
     sys.executable,
@@ -173,7 +173,7 @@ def test_threads_come_from_the_cpus_this_process_may_use_not_the_machines():
 
 def test_dvc_repro_with_two_processes(small_copy):
     set_params(small_copy, {"train": {"nproc": 2}})
-    assert ran(sh(small_copy, "dvc", "repro")) == ["train", "evaluate"]
+    assert ran(dvc(small_copy, "repro")) == ["train", "evaluate"]
     assert json.loads((small_copy / "metrics" / "train" / "metrics.json").read_text())["processes"] == 2
     assert json.loads((small_copy / "metrics" / "test.json").read_text())["n"] == 18
-    assert ran(sh(small_copy, "dvc", "repro")) == []
+    assert ran(dvc(small_copy, "repro")) == []

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from support import copy_run, sh
+from support import copy_run, dvc, sh
 
 VEGA_SCRIPTS = {
     "vega@": "vega/build/vega.min.js",
@@ -47,7 +47,7 @@ def repo(tmp_path_factory, small_run):
 def experiments(repo) -> dict[str, dict]:
     """name -> {"params": ..., "metrics": ...} from `dvc exp show --json`."""
     found = {}
-    for commit in json.loads(sh(repo, "dvc", "exp", "show", "--json").stdout):
+    for commit in json.loads(dvc(repo, "exp", "show", "--json").stdout):
         for exp in commit.get("experiments") or []:
             data = exp["revs"][0]["data"]
             found[exp["name"]] = {
@@ -59,7 +59,7 @@ def experiments(repo) -> dict[str, dict]:
 
 def columns(repo, keep: str) -> set[str]:
     """The columns of docs/experiments.md's `dvc exp show --drop '.*' --keep KEEP`."""
-    table = sh(repo, "dvc", "exp", "show", "--drop", ".*", "--keep", keep, "--csv").stdout
+    table = dvc(repo, "exp", "show", "--drop", ".*", "--keep", keep, "--csv").stdout
     return set(next(csv.reader(io.StringIO(table))))
 
 
@@ -78,7 +78,7 @@ def test_the_documented_columns_exist(repo):
 
 
 def test_exp_diff_shows_the_lr_and_both_metrics_files(repo):
-    diff = json.loads(sh(repo, "dvc", "exp", "diff", "lr-low", "lr-high", "--json").stdout)
+    diff = json.loads(dvc(repo, "exp", "diff", "lr-low", "lr-high", "--json").stdout)
     lr = diff["params"]["params.yaml"]["train.lr"]
     assert (lr["old"], lr["new"]) == (0.05, 0.3)
     assert {"metrics/test.json", "metrics/train/metrics.json"} <= diff["metrics"].keys()
@@ -86,15 +86,15 @@ def test_exp_diff_shows_the_lr_and_both_metrics_files(repo):
 
 def test_apply_then_the_documented_way_back_to_the_committed_run(repo, small_run, tmp_path):
     work = copy_run(repo, tmp_path / "repo")
-    sh(work, "dvc", "exp", "apply", "lr-low")
+    dvc(work, "exp", "apply", "lr-low")
     # "then commit params.yaml, dvc.lock, metrics/ and plots/": that is all that changed.
     changed = [line[3:] for line in sh(work, "git", "status", "--porcelain").stdout.splitlines()]
     assert changed and all(re.match(r"(params\.yaml|dvc\.lock|metrics/|plots/)", f) for f in changed), changed
     assert json.loads((work / "metrics" / "test.json").read_text()) == experiments(repo)["lr-low"]["metrics"]
     sh(work, "git", "checkout", "--", "params.yaml", "dvc.lock", "metrics", "plots")
-    sh(work, "dvc", "checkout")
+    dvc(work, "checkout")
     assert sh(work, "git", "status", "--porcelain").stdout == ""
-    assert json.loads(sh(work, "dvc", "status", "--json").stdout) == {}
+    assert json.loads(dvc(work, "status", "--json").stdout) == {}
     assert (work / "data" / "model.pt").read_bytes() == (small_run / "data" / "model.pt").read_bytes()
 
 
@@ -112,7 +112,7 @@ def test_plots_diff_report_renders_both_runs_in_chromium(repo, tmp_path):
             "which .ci/run installs"
         )
     out = tmp_path / "report"
-    sh(repo, "dvc", "plots", "diff", "lr-low", "lr-high", "-o", str(out))
+    dvc(repo, "plots", "diff", "lr-low", "lr-high", "-o", str(out))
     html = (out / "index.html").read_text()
     # The report loads vega from a CDN; this machine is offline, so serve the same libraries from disk.
     for name, local in VEGA_SCRIPTS.items():

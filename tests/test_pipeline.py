@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from support import BIN, SMALL, copy_run, ran, set_params, sh
+from support import BIN, SMALL, copy_run, dvc, ran, set_params, sh
 
 PREPROCESS = ["-m", "stages.preprocess", "--download", "data/download", "--out", "data/prepared"]
 PREPROCESS += ["--samples", "plots/samples.png"]
@@ -30,15 +30,15 @@ def test_repro_writes_metrics_and_plots(small_run, small_copy):
     for png in ("samples.png", "worst.png"):
         assert (small_run / "plots" / png).read_bytes()[:4] == b"\x89PNG"
     # Any dvc command may write under .dvc/tmp, so it runs in a copy: small_run is shared.
-    shown = json.loads(sh(small_copy, "dvc", "metrics", "show", "--json").stdout)[""]["data"]
+    shown = json.loads(dvc(small_copy, "metrics", "show", "--json").stdout)[""]["data"]
     assert shown["metrics/test.json"]["data"]["accuracy"] == test["accuracy"]
 
 
 def test_second_repro_runs_nothing(small_copy):
-    result = sh(small_copy, "dvc", "repro")  # no MNIST_MIRROR: download must not run
+    result = dvc(small_copy, "repro")  # no MNIST_MIRROR: download must not run
     assert ran(result) == []
     assert "didn't change" in result.stdout or "up to date" in result.stdout
-    assert json.loads(sh(small_copy, "dvc", "status", "--json").stdout) == {}
+    assert json.loads(dvc(small_copy, "status", "--json").stdout) == {}
 
 
 @pytest.fixture(scope="module")
@@ -46,13 +46,13 @@ def lower_lr(small_run, tmp_path_factory) -> tuple[Path, subprocess.CompletedPro
     """A copy of small_run with train.lr lowered and `dvc repro`'d: (repo, what repro printed)."""
     repo = copy_run(small_run, tmp_path_factory.mktemp("lower_lr") / "repo")
     set_params(repo, {"train": {"lr": 0.05}})
-    return repo, sh(repo, "dvc", "repro")
+    return repo, dvc(repo, "repro")
 
 
 def test_changing_lr_reruns_only_train_and_evaluate(lower_lr):
     repo, result = lower_lr
     assert ran(result) == ["train", "evaluate"]
-    diff = json.loads(sh(repo, "dvc", "params", "diff", "--json").stdout)["params.yaml"]
+    diff = json.loads(dvc(repo, "params", "diff", "--json").stdout)["params.yaml"]
     assert list(diff) == ["train.lr"] and (diff["train.lr"]["old"], diff["train.lr"]["new"]) == (0.2, 0.05)
 
 
@@ -61,16 +61,16 @@ def test_editing_a_helper_reruns_only_the_stages_that_import_it(small_copy):
     repo, models = small_copy, small_copy / "digits" / "models.py"
     committed = models.read_text()
     models.write_text(committed + "# a comment\n")
-    status = sh(repo, "dvc", "status").stdout
+    status = dvc(repo, "status").stdout
     assert "train:" in status and "evaluate:" in status and "modified:           digits/models.py" in status
     assert "download:" not in status and "preprocess:" not in status
     # What `dvc status` names is what `dvc repro` runs (--dry: DVC's plan, not the runs themselves).
-    assert ran(sh(repo, "dvc", "repro", "--dry")) == ["train", "evaluate"]
+    assert ran(dvc(repo, "repro", "--dry")) == ["train", "evaluate"]
     # Another helper, other stages.
     models.write_text(committed)
     with (repo / "digits" / "images.py").open("a") as f:
         f.write("# a comment\n")
-    assert sorted(json.loads(sh(repo, "dvc", "status", "--json").stdout)) == ["evaluate", "preprocess"]
+    assert sorted(json.loads(dvc(repo, "status", "--json").stdout)) == ["evaluate", "preprocess"]
 
 
 def train_into(repo: Path, model: Path, live: Path) -> subprocess.CompletedProcess:
@@ -158,7 +158,7 @@ def test_killed_train_leaves_no_partial_output_and_repro_recovers(small_run, low
     assert not [f for f in (killed / "metrics" / "train").rglob("*") if f.is_file()]
     # It was killed after epoch 1's metrics went into the staging folder.
     assert list((killed / "metrics" / "train.partial").rglob("*.tsv"))
-    assert ran(sh(killed, "dvc", "repro")) == ["train", "evaluate"]
+    assert ran(dvc(killed, "repro")) == ["train", "evaluate"]
     clean = lower_lr[0]
     for f in ("metrics/test.json", "metrics/train/metrics.json", "dvc.lock", "data/model.pt"):
         assert (killed / f).read_bytes() == (clean / f).read_bytes(), f
@@ -180,4 +180,4 @@ def test_killed_preprocess_leaves_no_partial_output(small_run, small_copy, tmp_p
     assert sorted(p.name for p in prepared.iterdir()) == ["test.pt", "train.pt", "valid.pt"]
     for name in ("test.pt", "train.pt", "valid.pt"):
         assert (prepared / name).read_bytes() == (small_run / "data" / "prepared" / name).read_bytes()
-    assert json.loads(sh(repo, "dvc", "status", "--json").stdout) == {}
+    assert json.loads(dvc(repo, "status", "--json").stdout) == {}

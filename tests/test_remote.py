@@ -13,25 +13,25 @@ import torch
 
 from digits.models import load_model
 from fixtures import digit, png_bytes
-from support import copy_run, free_port, ran, sh, wait_until_serving
+from support import copy_run, dvc, free_port, ran, sh, wait_until_serving
 
 
 def test_push_clone_pull_round_trip(tmp_path_factory, small_run):
     repo = copy_run(small_run, tmp_path_factory.mktemp("origin") / "repo")
     remote = tmp_path_factory.mktemp("remote")
-    sh(repo, "dvc", "remote", "add", "-d", "team", str(remote))
+    dvc(repo, "remote", "add", "-d", "team", str(remote))
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "commit", "-qm", "the team's remote")
-    pushed = sh(repo, "dvc", "push")
+    pushed = dvc(repo, "push")
     assert "pushed" in pushed.stdout
     clone = tmp_path_factory.mktemp("member") / "repo"
     subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True)
     assert not (clone / "data").exists()
-    sh(clone, "dvc", "pull")
+    dvc(clone, "pull")
     assert (clone / "data" / "model.pt").read_bytes() == (repo / "data" / "model.pt").read_bytes()
-    assert json.loads(sh(clone, "dvc", "status", "--json").stdout) == {}
+    assert json.loads(dvc(clone, "status", "--json").stdout) == {}
     assert metrics_shown(clone) == metrics_shown(repo)
-    assert ran(sh(clone, "dvc", "repro")) == []  # no MNIST_MIRROR needed: nothing reruns
+    assert ran(dvc(clone, "repro")) == []  # no MNIST_MIRROR needed: nothing reruns
 
     # README, "Use the model": register a version, then anyone fetches it by name.
     sh(repo, "gto", "register", "digit-classifier", "--version", "v1.0.0")
@@ -39,7 +39,7 @@ def test_push_clone_pull_round_trip(tmp_path_factory, small_run):
     assert registry["digit-classifier"]["version"] == "v1.0.0"
     subprocess.run(["git", "fetch", "-q", "--tags"], cwd=clone, check=True)
     user = tmp_path_factory.mktemp("user")  # not a DVC project
-    sh(user, "dvc", "artifacts", "get", str(clone), "digit-classifier", "-o", "model.pt")
+    dvc(user, "artifacts", "get", str(clone), "digit-classifier", "-o", "model.pt")
     assert (user / "model.pt").read_bytes() == (repo / "data" / "model.pt").read_bytes()
     model, checkpoint = load_model(user / "model.pt")
     assert isinstance(model, torch.nn.Module) and checkpoint["classes"] == ["0", "1", "2"]
@@ -52,7 +52,7 @@ def test_push_clone_pull_round_trip(tmp_path_factory, small_run):
 
 
 def metrics_shown(repo) -> dict:
-    return json.loads(sh(repo, "dvc", "metrics", "show", "--json").stdout)[""]["data"]
+    return json.loads(dvc(repo, "metrics", "show", "--json").stdout)[""]["data"]
 
 
 @pytest.fixture
@@ -85,35 +85,35 @@ def set_lr(repo: Path) -> None:
 
 def clone(origin, folder) -> Path:
     subprocess.run(["git", "clone", "-q", str(origin), str(folder)], check=True)
-    sh(folder, "dvc", "pull")
+    dvc(folder, "pull")
     return folder
 
 
 def test_team_on_s3_never_computes_a_stage_twice(tmp_path_factory, small_run, s3):
     # docs/scale-out.md, "A team": the committed run on an S3 remote, then two members.
     origin = copy_run(small_run, tmp_path_factory.mktemp("origin") / "repo")
-    sh(origin, "dvc", "remote", "add", "-d", "team", "s3://team/dvc")
-    sh(origin, "dvc", "remote", "modify", "team", "endpointurl", s3)
+    dvc(origin, "remote", "add", "-d", "team", "s3://team/dvc")
+    dvc(origin, "remote", "modify", "team", "endpointurl", s3)
     sh(origin, "git", "add", "-A")
     sh(origin, "git", "commit", "-qm", "the team's remote")
-    sh(origin, "dvc", "push")
+    dvc(origin, "push")
     a = clone(origin, tmp_path_factory.mktemp("a") / "repo")
     assert (a / "data" / "model.pt").read_bytes() == (origin / "data" / "model.pt").read_bytes()
-    assert json.loads(sh(a, "dvc", "status", "--json").stdout) == {}
+    assert json.loads(dvc(a, "status", "--json").stdout) == {}
     assert metrics_shown(a) == metrics_shown(origin)
-    assert ran(sh(a, "dvc", "repro")) == []
+    assert ran(dvc(a, "repro")) == []
 
     # Member A tries a learning rate, and shares the run.
     set_lr(a)
-    assert ran(sh(a, "dvc", "repro")) == ["train", "evaluate"]
-    sh(a, "dvc", "push", "--run-cache")
+    assert ran(dvc(a, "repro")) == ["train", "evaluate"]
+    dvc(a, "push", "--run-cache")
     # DVC alone pushes the run-cache entries but not their metrics and plots (without which B
     # would retrain): files the entries name are still missing from the remote, for the script.
     shared = sh(a, "python", "scripts/push_runs.py").stdout
     assert int(re.search(r"(\d+) of their files pushed that the remote lacked", shared)[1]) > 0, shared
     b = clone(origin, tmp_path_factory.mktemp("b") / "repo")
     set_lr(b)
-    result = sh(b, "dvc", "repro", "--pull")
+    result = dvc(b, "repro", "--pull")
     assert ran(result) == [] and "epoch" not in result.stdout
     assert "Stage 'train' is cached - skipping run" in result.stdout
     for folder in ("metrics", "plots"):

@@ -23,7 +23,8 @@ import sys
 import pytest
 import yaml
 
-from support import ROOT, SMALL, copy_run, sh
+from pipelines import dvc_check_main, in_process
+from support import ROOT, SMALL, copy_run, dvc, environment, sh
 
 CHECK = str(ROOT / "dvc-check")  # the package's source, as `pip install ./dvc-check` would install it
 
@@ -40,14 +41,10 @@ def repo(tmp_path_factory, small_run):
 
 
 def validate(repo, *args, real_run: bool = False, mirror=None, env: dict | None = None):
-    extra = [] if real_run else ["--no-real-run"]
-    saved = dict(os.environ)
-    os.environ.update({"PYTHONPATH": CHECK, **(env or {})})
-    try:
-        return sh(repo, sys.executable, "-m", "dvc_check", *extra, *args, mirror=mirror, check=False)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    """`python -m dvc_check [--no-real-run] ARGS` in repo, run in this process, as dvc-check's own
+    tests run it: a new Python would import DVC again. The first test runs it as a process."""
+    argv = ["dvc_check", *([] if real_run else ["--no-real-run"]), *args]
+    return in_process(dvc_check_main, argv, repo, {**environment(mirror), "PYTHONPATH": CHECK, **(env or {})})
 
 
 @pytest.fixture
@@ -66,10 +63,11 @@ def edit(repo):
         (repo / path).write_text(text)
 
 
-def test_valid_pipeline_passes_and_its_rerun_here_is_byte_identical(repo, mirror):
+def test_valid_pipeline_passes_and_its_rerun_here_is_byte_identical(repo, mirror, monkeypatch):
     facts = json.loads((repo / "metrics/train/metrics.json").read_text())
     assert facts["threads"] > 1 or os.cpu_count() == 1, "this test needs the committed run to use 2+ threads"
-    result = validate(repo, "--base", "HEAD", real_run=True, mirror=mirror)
+    monkeypatch.setenv("PYTHONPATH", CHECK)  # the command as CI runs it: a process of its own
+    result = sh(repo, sys.executable, "-m", "dvc_check", "--base", "HEAD", mirror=mirror, check=False)
     assert result.returncode == 0, result.stderr
     assert "results: byte-identical to what was committed" in result.stdout
     assert "pipeline valid" in result.stdout
@@ -236,7 +234,7 @@ def forge_metrics(repo, edit, accuracy: float) -> None:
 def restore(repo) -> None:
     """The committed results and the data dvc.lock names, after a rerun that changed them."""
     sh(repo, "git", "reset", "-q", "--hard")  # dvc repro stages dvc.lock: back to HEAD, not the index
-    sh(repo, "dvc", "checkout", "--force")
+    dvc(repo, "checkout", "--force")
 
 
 ANOTHER_MACHINE = {"OMP_NUM_THREADS": "1", "ATEN_CPU_CAPABILITY": "default"}

@@ -13,7 +13,7 @@ session-scoped fixture. A test gets its own copy (`cp -a`, so .git and .dvc/cach
 The package runs from source (the folder above tests/) unless DVC_CHECK_INSTALLED is set, in which
 case the installed `dvc_check` is used. `python -m dvc_check` and `python -m dvc` run in the test's
 own process (`in_process`): a new Python would spend about half of each call importing DVC again.
-The command line itself, as a process, is what the project's tests/test_validate.py runs.
+The project's tests run DVC so too; its tests/test_validate.py runs the command line as a process.
 """
 
 import contextlib

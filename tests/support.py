@@ -111,8 +111,9 @@ def dvc(
     spends about half a second of CPU importing it again. Its stdout and stderr hold what the
     stages it runs print, as a process's would. `dvc queue ...` and `dvc exp run --queue` run
     with sh instead: they start or query DVC's queue workers, which DVC forks off."""
-    # DVC_TEST: DVC's switch for running it in a test's process, without which it writes JSON
-    # to the stdout of the moment it was imported (colorama's), not to this command's.
+    # DVC_TEST: DVC's switch for running it in a test's process. Without it, DVC writes JSON to
+    # the stdout of the moment it was imported (colorama's), not to this command's; and outside a
+    # DVC project (`dvc artifacts get` in a user's folder) it forks its analytics reporter off.
     env = {**environment(mirror), "DVC_TEST": "true"}
     result = in_process(lambda: dvc_main(list(args)), ["dvc", *args], repo, env)
     if check:

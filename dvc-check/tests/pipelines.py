@@ -475,70 +475,74 @@ def run(cmd: list[str], cwd: Path, check: bool = True, timeout: float = 600) -> 
 DVC_LOGGERS = ("dvc", "dvc_objects", "dvc_data")
 
 
+def exit_status(main: Callable[[], int | None]) -> int:
+    """main()'s exit status as Python's exit would set it, from SystemExit or an uncaught exception."""
+    try:
+        return main() or 0
+    except SystemExit as e:
+        if isinstance(e.code, str):
+            print(e.code, file=sys.stderr)
+        return e.code if isinstance(e.code, int) else int(e.code is not None)
+    except Exception:  # noqa: BLE001 - what Python does with it at exit
+        traceback.print_exc()
+        return 1
+
+
 def in_process(
     main: Callable[[], int | None], argv: list[str], cwd: Path, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
     """`python -m MODULE ARGS` (argv: MODULE, ARGS) as its process would see it, run here: in cwd,
     with the environment env (default: environment()) and argv; stdout and stderr captured at
     their file descriptors, so they hold what it prints, DVC's log, and what the processes it
-    starts print; the exit status as SystemExit or an uncaught exception would set it. The
-    caller's state is restored after."""
+    starts print; and its exit status. The caller's state is restored after."""
     saved_env, saved_argv, saved_cwd = dict(os.environ), sys.argv, os.getcwd()
     env = environment() if env is None else env
-    os.environ.clear()
-    os.environ.update(env)
-    os.chdir(cwd)
-    sys.argv = argv
     # `import dvc` gave DVC's loggers handlers that hold the streams of that moment: these instead.
     handlers = {h: h.stream for name in DVC_LOGGERS for h in logging.getLogger(name).handlers
                 if isinstance(h, logging.StreamHandler)}  # fmt: skip
     # And the loggers' level as `import dvc` sets it: code run here before may have changed it
     # (dvclive's Live() sets "dvc" to WARNING, which hides `dvc repro`'s "Running stage" lines).
     levels = {name: logging.getLogger(name).level for name in DVC_LOGGERS}
-    for name in DVC_LOGGERS:
-        logging.getLogger(name).setLevel(logging.INFO)
     sys.stdout.flush()
     sys.stderr.flush()
     saved_fds = {fd: os.dup(fd) for fd in (1, 2)}
-    captured = {fd: tempfile.TemporaryFile() for fd in (1, 2)}
-    for fd, file in captured.items():
-        os.dup2(file.fileno(), fd)
-    # What it prints from Python goes to the same fds, a line at a time, in order with its children.
-    out = open(1, "w", buffering=1, closefd=False)
-    err = open(2, "w", buffering=1, closefd=False)
-    for handler in handlers:
-        handler.setStream(err if handler.level >= logging.WARNING else out)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                code = main() or 0
-            except SystemExit as e:
-                code = e.code if isinstance(e.code, int) else int(e.code is not None)
-                if isinstance(e.code, str):
-                    print(e.code, file=sys.stderr)
-            except Exception:  # noqa: BLE001 - what Python does with it at exit
-                traceback.print_exc()
-                code = 1
-    finally:
-        out.flush()
-        err.flush()
-        for fd, saved in saved_fds.items():
-            os.dup2(saved, fd)
-            os.close(saved)
-        for handler, stream in handlers.items():
-            handler.setStream(stream)
-        for name, level in levels.items():
-            logging.getLogger(name).setLevel(level)
-        os.environ.clear()
-        os.environ.update(saved_env)
-        os.chdir(saved_cwd)
-        sys.argv = saved_argv
-    text = {}
-    for fd, file in captured.items():
-        file.seek(0)
-        text[fd] = file.read().decode(errors="replace")
-        file.close()
-    return subprocess.CompletedProcess(argv, code, text[1], text[2])
+    with tempfile.TemporaryFile() as out_file, tempfile.TemporaryFile() as err_file:
+        try:
+            os.environ.clear()
+            os.environ.update(env)
+            os.chdir(cwd)
+            sys.argv = argv
+            for name in DVC_LOGGERS:
+                logging.getLogger(name).setLevel(logging.INFO)
+            os.dup2(out_file.fileno(), 1)
+            os.dup2(err_file.fileno(), 2)
+            # What it prints from Python goes there too, a line at a time, in order with its children.
+            with (
+                open(1, "w", buffering=1, closefd=False) as out,
+                open(2, "w", buffering=1, closefd=False) as err,
+            ):
+                for handler in handlers:
+                    handler.setStream(err if handler.level >= logging.WARNING else out)
+                try:
+                    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                        code = exit_status(main)
+                finally:
+                    for handler, stream in handlers.items():
+                        handler.setStream(stream)
+        finally:
+            for fd, saved in saved_fds.items():
+                os.dup2(saved, fd)
+                os.close(saved)
+            for name, level in levels.items():
+                logging.getLogger(name).setLevel(level)
+            os.environ.clear()
+            os.environ.update(saved_env)
+            os.chdir(saved_cwd)
+            sys.argv = saved_argv
+        out_file.seek(0)
+        err_file.seek(0)
+        stdout, stderr = (file.read().decode(errors="replace") for file in (out_file, err_file))
+    return subprocess.CompletedProcess(argv, code, stdout, stderr)
 
 
 def checked(result: subprocess.CompletedProcess, check: bool) -> subprocess.CompletedProcess:

@@ -19,14 +19,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from dvc.cli import main as dvc_main
 from filelock import FileLock
 
 from digits.cli import run
 from digits.params import Train
 from digits.predict import to_mnist
 from fixtures import STROKES, digit, drawn
-from pipelines import in_process  # dvc-check/tests/pipelines.py: dvc-check's tests run DVC so too
+from pipelines import checked, dvc_in_process  # dvc-check/tests/pipelines.py: its tests run DVC so too
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -99,9 +98,7 @@ def sh(repo: Path, *cmd: str, mirror: Path | None = None, check: bool = True) ->
     result = subprocess.run(
         cmd, cwd=repo, env=environment(mirror), capture_output=True, text=True, timeout=600
     )
-    if check:
-        assert result.returncode == 0, result.stdout + result.stderr
-    return result
+    return checked(result, check)
 
 
 def dvc(
@@ -111,14 +108,7 @@ def dvc(
     spends about half a second of CPU importing it again. Its stdout and stderr hold what the
     stages it runs print, as a process's would. `dvc queue ...` and `dvc exp run --queue` run
     with sh instead: they start or query DVC's queue workers, which DVC forks off."""
-    # DVC_TEST: DVC's switch for running it in a test's process. Without it, DVC writes JSON to
-    # the stdout of the moment it was imported (colorama's), not to this command's; and outside a
-    # DVC project (`dvc artifacts get` in a user's folder) it forks its analytics reporter off.
-    env = {**environment(mirror), "DVC_TEST": "true"}
-    result = in_process(lambda: dvc_main(list(args)), ["dvc", *args], repo, env)
-    if check:
-        assert result.returncode == 0, result.stdout + result.stderr
-    return result
+    return checked(dvc_in_process(args, repo, environment(mirror)), check)
 
 
 def run_here(

@@ -545,6 +545,17 @@ def in_process(
     return subprocess.CompletedProcess(argv, code, stdout, stderr)
 
 
+def dvc_in_process(
+    args: tuple[str, ...], cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """`dvc ARGS` in cwd, run here (in_process). DVC_TEST is DVC's switch for running it in a
+    test's process: without it, DVC writes JSON to the stdout of the moment it was imported
+    (colorama's), not to this command's, and outside a DVC project it forks its analytics
+    reporter off."""
+    env = {**(environment() if env is None else env), "DVC_TEST": "true"}
+    return in_process(lambda: dvc_main(list(args)), ["dvc", *args], cwd, env)
+
+
 def checked(result: subprocess.CompletedProcess, check: bool) -> subprocess.CompletedProcess:
     if check and result.returncode != 0:
         command = " ".join(map(str, result.args))
@@ -575,7 +586,7 @@ class Repo:
         return run(["git", *args], self.path, check)
 
     def dvc(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return checked(in_process(lambda: dvc_main(list(args)), ["dvc", *args], self.path), check)
+        return checked(dvc_in_process(args, self.path), check)
 
     def commit(self, message: str, lock: str | None = None) -> None:
         """Commit every change. lock: None leaves dvc.lock as it is (a stale pipeline may result),

@@ -6,6 +6,7 @@ paths are made absolute with the caller's working directory at that moment
 (strace -y prints it for the *at calls; chdir and fork are followed for the rest).
 """
 
+import functools
 import os
 import re
 from dataclasses import dataclass
@@ -34,6 +35,9 @@ AT_CALLS = {
     "unlinkat", "mkdirat", "mknodat", "utimensat", "fchmodat", "fchownat", "execveat", "name_to_handle_at",
 }  # fmt: skip
 
+# How many arguments of each call are read below (a stat's struct, the third, is not): the rest
+# of the line need not be split.
+ARGS_READ = {"openat": 3, "openat2": 3, "renameat": 4, "renameat2": 4}
 LINE = re.compile(r"^(\d+)\s+(\w+)\((.*)\)\s+=\s+(-?\d+|\?)(?:<(.*?)>)?(?:\s+(E\w+))?")
 FD_PATH = re.compile(r"^(?:AT_FDCWD|-?\d+)<(.*)>$")
 
@@ -45,26 +49,26 @@ class Access:
     ok: bool  # False when the call failed (a file that was not there)
 
 
-def split_args(text: str) -> list[str]:
-    """Top-level, comma-separated arguments of one call, quotes and brackets respected."""
-    args, depth, quoted, start, i = [], 0, False, 0, 0
-    while i < len(text):
-        c = text[i]
-        if quoted:
-            if c == "\\":
-                i += 1
-            elif c == '"':
-                quoted = False
-        elif c == '"':
-            quoted = True
-        elif c in "([{<":
+# One token of a call's arguments: a quoted string (escapes kept, the closing quote optional as in
+# a truncated line), an opening or closing bracket, a comma, or a run of anything else.
+TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"?|[(\[{<]|[)\]}>]|,|[^"(\[{<)\]}>,]+', re.S)
+
+
+def split_args(text: str, most: int | None = None) -> list[str]:
+    """Top-level, comma-separated arguments of one call, quotes and brackets respected; only
+    the first `most`, when given."""
+    args, depth, start = [], 0, 0
+    for token in TOKEN.finditer(text):
+        c = token.group()
+        if c in "([{<":
             depth += 1
         elif c in ")]}>":
             depth -= 1
         elif c == "," and depth == 0:
-            args.append(text[start:i].strip())
-            start = i + 1
-        i += 1
+            args.append(text[start : token.start()].strip())
+            if len(args) == most:
+                return args
+            start = token.end()
     args.append(text[start:].strip())
     return args
 
@@ -102,12 +106,15 @@ def accesses(text: str, start_cwd: str) -> list[Access]:
     """Every path a traced process tree touched, and every address it connected to."""
     cwd: dict[str, str] = {}
     found: list[Access] = []
+    # A trace names the same paths thousands of times (Python's imports, realpath's own lstats),
+    # and the files do not change while it is read: each is resolved once.
+    real = functools.lru_cache(maxsize=None)(os.path.realpath)
     for line in merge_unfinished(text.splitlines()):
         m = LINE.match(line)
         if not m:
             continue
         pid, call, raw, ret, ret_path, error = m.groups()
-        args = split_args(raw)
+        args = split_args(raw, ARGS_READ.get(call, 2))
         here = cwd.setdefault(pid, start_cwd)
         ok = error is None and ret != "-1"
         if call in ("clone", "clone3", "fork", "vfork") and ok and ret.isdigit():
@@ -126,14 +133,14 @@ def accesses(text: str, start_cwd: str) -> list[Access]:
             if address:
                 found.append(Access("connect", address, ok))
             continue
-        found += file_accesses(call, args, here, ok, cwd, pid, ret_path if call in OPENS else None)
+        found += file_accesses(call, args, here, ok, cwd, pid, ret_path if call in OPENS else None, real)
     return found
 
 
 PROC_SELF = re.compile(r"^/proc/(?:self|thread-self|\d+)/(root|cwd)(?=/|$)")
 
 
-def resolve(dirfd: str | None, path: str, here: str) -> str:
+def resolve(dirfd: str | None, path: str, here: str, real=os.path.realpath) -> str:
     """The path as the kernel would find it: aliases (`//x`, /proc/self/root, /proc/self/cwd,
     symlinks) made into the one absolute path they name."""
     if not os.path.isabs(path):
@@ -145,11 +152,11 @@ def resolve(dirfd: str | None, path: str, here: str) -> str:
         path = os.path.join(base, path)
     path = "/" + path.lstrip("/")
     path = PROC_SELF.sub(lambda m: "" if m.group(1) == "root" else here, path) or "/"
-    return os.path.realpath(path)
+    return real(path)
 
 
 def file_accesses(
-    call: str, args: list[str], here: str, ok: bool, cwd: dict, pid: str, opened: str | None
+    call: str, args: list[str], here: str, ok: bool, cwd: dict, pid: str, opened: str | None, real
 ) -> list[Access]:
     if call in RENAMES:
         if call == "rename":
@@ -158,9 +165,9 @@ def file_accesses(
             src, dst = (unquote(args[1]), args[0]), (unquote(args[3]), args[2])
         out = []
         if src[0] is not None:
-            out.append(Access("delete", resolve(src[1], src[0], here), ok))
+            out.append(Access("delete", resolve(src[1], src[0], here, real), ok))
         if dst[0] is not None:
-            out.append(Access("write", resolve(dst[1], dst[0], here), ok))
+            out.append(Access("write", resolve(dst[1], dst[0], here, real), ok))
         return out
     at = call in AT_CALLS
     if at and len(args) >= 2:
@@ -171,7 +178,7 @@ def file_accesses(
         dirfd, path = None, unquote(args[0]) if args else None
     if not path:  # "" with AT_EMPTY_PATH: a call on an open fd
         return []
-    full = opened if ok and opened and opened.startswith("/") else resolve(dirfd, path, here)
+    full = opened if ok and opened and opened.startswith("/") else resolve(dirfd, path, here, real)
     if call in DELETES:
         kind = "delete"
     elif call in WRITES:

@@ -12,6 +12,10 @@ class StageError(Exception):
 
 
 def run(main: Callable[[], None]) -> None:
+    # stages/__init__.py turned the collector off for a stage's imports: what they made is
+    # frozen, never walked again (as at the exit below), and the collector is back on for the run.
+    gc.freeze()
+    gc.enable()
     try:
         main()
     except StageError as e:

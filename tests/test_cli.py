@@ -1,0 +1,45 @@
+"""How a stage starts and ends (stages/__init__.py, digits/cli.py): the collector off while it
+imports, back on for its run; one clear line and a non-zero exit when it fails."""
+
+import gc
+import importlib.util
+import sys
+
+import pytest
+
+from digits.cli import StageError, run
+from support import ROOT
+
+
+def import_stages_package() -> None:
+    """stages/__init__.py run afresh, as Python runs it on the way to a stage's module."""
+    spec = importlib.util.spec_from_file_location("stages", ROOT / "stages" / "__init__.py")
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+
+
+def test_a_stage_imports_with_the_collector_off_and_runs_with_it_on(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["-m", "--out", "x"])  # as `python -m stages.x` while it imports
+    try:
+        import_stages_package()
+        assert not gc.isenabled()
+        run(lambda: None)
+        assert gc.isenabled()
+    finally:
+        gc.enable()
+        gc.unfreeze()
+    monkeypatch.setattr(sys, "argv", ["pytest"])  # a test or notebook that imports a stage
+    import_stages_package()
+    assert gc.isenabled()
+
+
+def test_a_stage_error_is_one_line_and_exit_status_1(capsys):
+    def main() -> None:
+        raise StageError("data/x.pt: missing")
+
+    try:
+        with pytest.raises(SystemExit) as exit:
+            run(main)
+    finally:
+        gc.unfreeze()
+    assert exit.value.code == 1
+    assert capsys.readouterr().err == "error: data/x.pt: missing\n"

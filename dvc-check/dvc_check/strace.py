@@ -9,6 +9,7 @@ paths are made absolute with the caller's working directory at that moment
 import functools
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 # The system calls to ask strace for, and what each does to the path it names.
@@ -140,7 +141,7 @@ def accesses(text: str, start_cwd: str) -> list[Access]:
 PROC_SELF = re.compile(r"^/proc/(?:self|thread-self|\d+)/(root|cwd)(?=/|$)")
 
 
-def resolve(dirfd: str | None, path: str, here: str, real=os.path.realpath) -> str:
+def resolve(dirfd: str | None, path: str, here: str, real: Callable[[str], str] = os.path.realpath) -> str:
     """The path as the kernel would find it: aliases (`//x`, /proc/self/root, /proc/self/cwd,
     symlinks) made into the one absolute path they name."""
     if not os.path.isabs(path):
@@ -156,7 +157,14 @@ def resolve(dirfd: str | None, path: str, here: str, real=os.path.realpath) -> s
 
 
 def file_accesses(
-    call: str, args: list[str], here: str, ok: bool, cwd: dict, pid: str, opened: str | None, real
+    call: str,
+    args: list[str],
+    here: str,
+    ok: bool,
+    cwd: dict,
+    pid: str,
+    opened: str | None,
+    real: Callable[[str], str],
 ) -> list[Access]:
     if call in RENAMES:
         if call == "rename":

@@ -19,17 +19,20 @@ def import_stages_package() -> None:
 
 def test_a_stage_imports_with_the_collector_off_and_runs_with_it_on(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["-m", "--out", "x"])  # as `python -m stages.x` while it imports
+    seen = []
+    gc.unfreeze()
     try:
         import_stages_package()
         assert not gc.isenabled()
-        run(lambda: None)
-        assert gc.isenabled()
+        run(lambda: seen.append((gc.isenabled(), gc.get_freeze_count() > 0)))
     finally:
         gc.enable()
         gc.unfreeze()
-    monkeypatch.setattr(sys, "argv", ["pytest"])  # a test or notebook that imports a stage
-    import_stages_package()
-    assert gc.isenabled()
+    assert seen == [(True, True)]  # main() ran with the collector on, what was imported frozen
+    for argv in (["pytest"], ["pytest", "-m", "slow"]):  # a test or notebook that imports a stage
+        monkeypatch.setattr(sys, "argv", argv)
+        import_stages_package()
+        assert gc.isenabled(), argv
 
 
 def test_a_stage_error_is_one_line_and_exit_status_1(capsys):

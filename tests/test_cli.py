@@ -5,10 +5,8 @@ import gc
 import importlib.util
 import sys
 
-import pytest
-
 from digits.cli import StageError, run
-from support import ROOT
+from support import ROOT, run_here
 
 
 def import_stages_package() -> None:
@@ -35,14 +33,10 @@ def test_a_stage_imports_with_the_collector_off_and_runs_with_it_on(monkeypatch)
         assert gc.isenabled(), argv
 
 
-def test_a_stage_error_is_one_line_and_exit_status_1(capsys):
+def test_a_stage_error_is_one_line_and_exit_status_1(monkeypatch, capsys, tmp_path):
     def main() -> None:
         raise StageError("data/x.pt: missing")
 
-    try:
-        with pytest.raises(SystemExit) as exit:
-            run(main)
-    finally:
-        gc.unfreeze()
-    assert exit.value.code == 1
-    assert capsys.readouterr().err == "error: data/x.pt: missing\n"
+    result = run_here(monkeypatch, capsys, main, tmp_path)
+    assert result.returncode == 1
+    assert result.stderr == "error: data/x.pt: missing\n"

@@ -11,9 +11,13 @@ import sys
 from pathlib import Path
 
 from dvc_check.config import NAME, ConfigError, load_config
-from dvc_check.pipeline import check_definitions, check_stale, load_stages
-from dvc_check.results import check_require, check_rerun, committed_metrics, write_summary
+from dvc_check.definitions import check_definitions
+from dvc_check.messages import say
+from dvc_check.pipeline import load_stages
+from dvc_check.rerun import check_rerun
 from dvc_check.sandbox import Workspace, check_sandboxed
+from dvc_check.stale import check_stale
+from dvc_check.thresholds import check_require, committed_metrics, write_summary
 
 
 def validate(root: Path, config_path: Path, base: str | None, real_run: bool) -> list[str]:
@@ -21,7 +25,7 @@ def validate(root: Path, config_path: Path, base: str | None, real_run: bool) ->
     try:
         stages = load_stages(root)
     except Exception as e:  # DVC's own parse and schema errors
-        return [f"dvc.yaml does not parse: {(str(e).strip().splitlines() or [repr(e)])[0]}"]
+        return [say("unparsable", error=(str(e).strip().splitlines() or [repr(e)])[0])]
     workspace = Workspace(root, config, stages)
     committed = committed_metrics(root, config)
     steps = [

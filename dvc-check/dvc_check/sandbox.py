@@ -1,138 +1,40 @@
 """Step 3: each stage alone in a sandbox, observed from outside the process tree.
 
-A stage runs in a scratch folder (outside the repository) that holds only its declared
-deps and its params files cut to its declared keys, with its own HOME and TMPDIR, a
-fixed environment, and no network where the kernel allows (`unshare -n`), under
-`strace -f`. What it writes or deletes is found by diffing the folder; what it reads,
-by strace; a file it looks for that exists in the repository but was not handed to it
-is an undeclared read. It then runs again with the whole params files: if its outputs
-or exit status change, it reads a param it does not declare, and reruns narrow down which.
-Results are cached by the content of everything a stage is given, so a warm run reruns
-only the stages a change touches.
+Each stage runs in a box (box.py) that holds only its declared deps and its params files cut to
+its declared keys, beside the repository's other files next to each file dep and the pipeline's
+dvc.yaml (to see whether it reads them), under strace. judge.py says what it did wrong. It then
+runs again with the whole params files: if its outputs or exit status change, it reads a param
+it does not declare, and narrow.py finds which. Results are cached (cache.py) by the content of
+everything a stage is given, so a warm run reruns only the stages a change touches.
 """
 
 import hashlib
-import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import yaml
-
-from dvc_check import __version__
+from dvc_check import cache
+from dvc_check.box import assemble, execute, netless, same, stage_env
+from dvc_check.cache import cache_root, copy, digest, files_in
 from dvc_check.config import Config
-from dvc_check.pipeline import CUTTABLE, Stage, read_params_file, under
-from dvc_check.strace import TRACE, accesses, is_loopback
+from dvc_check.judge import observe
+from dvc_check.messages import say
+from dvc_check.narrow import narrow
+from dvc_check.paramsfile import CUTTABLE, cut, dump, leaves, read_params_file, set_key
+from dvc_check.pipeline import Stage, under
 
-SCRATCH = re.compile(r"(^|/)__pycache__(/|$)|\.pyc$")
-# git's and DVC's own files: DVC tools (dvclive) look for them. .dvc/tmp is not among them.
-TOOLS = re.compile(r"^(\.git(/.*)?|\.dvc|\.dvc/config(\.local)?|\.dvc/\.gitignore|(.*/)?\.(git|dvc)ignore)$")
-READS = "{} reads {}, which is not in its deps: add it to its deps, or stop reading it"
-WRITES = "{} writes {}, which is not in its outs: add it to its outs, or stop writing it"
-# A cached result is only as good as the code that made it.
-TOOL = hashlib.sha256(
-    b"".join(p.read_bytes() for p in sorted(Path(__file__).parent.glob("*.py")))
-).hexdigest()
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("DVC_CHECK_CACHE") or Path(tempfile.gettempdir()) / "dvc-check")
-
-
-def digest(path: Path) -> str:
-    """Content hash of a file, or of a folder's files and their names."""
-    h = hashlib.sha256()
-    if path.is_file():
-        h.update(path.read_bytes())
-    elif path.is_dir():
-        for f in sorted(p for p in path.rglob("*") if p.is_file()):
-            name = f.relative_to(path).as_posix()
-            if not SCRATCH.search(name):
-                h.update(name.encode() + b"\0" + hashlib.sha256(f.read_bytes()).digest())
-    else:
-        h.update(b"missing")
-    return h.hexdigest()
-
-
-def files_in(folder: Path) -> dict[str, str]:
-    return {
-        p.relative_to(folder).as_posix(): digest(p)
-        for p in folder.rglob("*")
-        if (p.is_file() or p.is_symlink()) and not SCRATCH.search(p.relative_to(folder).as_posix())
-    }
-
-
-def copy(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if src.is_dir():
-        shutil.copytree(src, dst, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
-    else:
-        shutil.copy2(src, dst)
-
-
-def netless() -> list[str]:
-    """A prefix that runs a command without network (lo up for local sockets), or []."""
-    for flags in (["-rn"], ["-n"]):
-        prefix = ["unshare", *flags, "--", "/bin/sh", "-c", 'ip link set lo up 2>/dev/null; exec "$@"', "sh"]
-        try:
-            if subprocess.run([*prefix, "true"], capture_output=True, timeout=30).returncode == 0:
-                return prefix
-        except (OSError, subprocess.TimeoutExpired):
-            pass
-    return []
-
-
-# Params files cut to a set of keys ----------------------------------------------------------------
-
-
-def leaves(values: Any, prefix: str = "") -> list[str]:
-    if isinstance(values, dict) and values:
-        return [k for key, v in values.items() for k in leaves(v, f"{prefix}{key}.")]
-    return [prefix[:-1]]
-
-
-def cut(values: dict, keys: list[str]) -> dict:
-    """The part of `values` that the dotted keys (leaves or whole sections) name."""
-    kept: dict = {}
-    for key in keys:
-        source, target, parts = values, kept, key.split(".")
-        for i, part in enumerate(parts):
-            if not isinstance(source, dict) or part not in source:
-                break
-            if i == len(parts) - 1:
-                target[part] = source[part]
-            else:
-                source = source[part]
-                target = target.setdefault(part, {})
-    return kept
-
-
-def dump(values: dict, name: str) -> bytes:
-    if name.endswith(".json"):
-        return json.dumps(values, indent=2).encode()
-    return yaml.safe_dump(values, sort_keys=False).encode()
-
-
-def set_key(values: dict, key: str, value: Any) -> None:
-    *parents, last = key.split(".")
-    for part in parents:
-        values = values.setdefault(part, {})
-    values[last] = value
-
-
-# The workspace: sources, then each stage's outputs -------------------------------------------------
+# DVC's and git's own files, never handed to a stage as a file beside its deps.
+DVC_FILES = re.compile(r"(^|/)(dvc\.yaml|dvc\.lock|\.gitignore|\.dvcignore|[^/]*\.dvc)$")
 
 
 @dataclass
 class Workspace:
+    """The repository's sources (copied into the cache folder) and each stage's outputs there."""
+
     root: Path
     config: Config
     stages: list[Stage]
@@ -164,6 +66,9 @@ class Workspace:
         real = self.root / path
         return real.exists() and not any(under(os.path.realpath(real), r) for r in self.env_roots)
 
+    def env(self, stage: Stage, box: Path) -> dict[str, str]:
+        return stage_env(stage, box, self.work / "dir", self.config.env)
+
 
 def git_files(root: Path) -> list[str]:
     listed = subprocess.run(
@@ -194,11 +99,11 @@ def prepare(ws: Workspace) -> list[str]:
         done = subprocess.run(ws.config.setup, shell=True, cwd=ws.src, capture_output=True, text=True)
         if done.returncode:
             last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            return [f"small_run.setup failed in {ws.src}: {last}"]
+            return [say("setup_failed", folder=ws.src, error=last)]
     for file, overrides in ws.config.params.items():
         path = ws.src / file
         if not path.is_file():
-            return [f"small_run.params: {file} does not exist"]
+            return [say("override_missing", file=file)]
         values = read_params_file(path)
         for key, value in overrides.items():
             set_key(values, key, value)
@@ -206,36 +111,8 @@ def prepare(ws: Workspace) -> list[str]:
     ws.scratch = digest(scratch)  # what setup made there: stages may read it (small_run.env)
     ws.prefix = netless()
     if not ws.prefix:
-        print("note: no network namespace here (unshare failed): network use is seen, not blocked")
+        print("note: " + say("no_netns"))
     return []
-
-
-# One stage ---------------------------------------------------------------------------------------
-
-
-@dataclass
-class Outcome:
-    code: int
-    error: str  # the last line of stderr when code != 0
-    outs: dict[str, str]  # out path -> digest
-    trace: str = ""
-    seconds: float = 0.0
-
-
-def environment(ws: Workspace, box: Path) -> dict[str, str]:
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(box / "home"),
-        "TMPDIR": str(box / "tmp"),
-        "LANG": "C.UTF-8",
-        "LC_ALL": "C.UTF-8",
-        "PYTHONDONTWRITEBYTECODE": "1",
-    }
-    if os.environ.get("VIRTUAL_ENV"):
-        env["VIRTUAL_ENV"] = os.environ["VIRTUAL_ENV"]
-    env["DVC_CHECK_DIR"] = str(ws.work / "dir")
-    env.update({k: os.path.expandvars(v) for k, v in ws.config.env.items()})
-    return env
 
 
 def portable(env: dict[str, str], ws: Workspace) -> list:
@@ -243,68 +120,6 @@ def portable(env: dict[str, str], ws: Workspace) -> list:
     (a folder per repository path) by what it holds, not by where it is."""
     scratch = str(ws.work / "dir")
     return [sorted((k, v.replace(scratch, "$DVC_CHECK_DIR")) for k, v in env.items()), ws.scratch]
-
-
-def assemble(
-    ws: Workspace, stage: Stage, box: Path, given: dict[str, Path], params: dict[str, bytes]
-) -> Path:
-    shutil.rmtree(box, ignore_errors=True)
-    repo = box / "repo"
-    for folder in (repo, box / "home", box / "tmp"):
-        folder.mkdir(parents=True)
-    for path, source in given.items():
-        copy(source / path, repo / path)
-    for file, content in params.items():
-        (repo / file).parent.mkdir(parents=True, exist_ok=True)
-        (repo / file).write_bytes(content)
-    for out in stage.outs:  # DVC leaves an out's folder in place; a persistent out keeps its data
-        (repo / out).parent.mkdir(parents=True, exist_ok=True)
-        if out in stage.persist and (ws.root / out).exists():
-            copy(ws.root / out, repo / out)
-    (repo / stage.wdir).mkdir(parents=True, exist_ok=True)
-    return repo
-
-
-def execute(ws: Workspace, stage: Stage, box: Path, repo: Path, traced: bool) -> Outcome:
-    env, start, trace = environment(ws, box), time.perf_counter(), []
-    limit = int(os.environ.get("DVC_CHECK_TIMEOUT", 3600))  # seconds a stage may run in the sandbox
-    for i, cmd in enumerate(stage.cmds):
-        argv = ["/bin/sh", "-c", cmd]
-        if traced:
-            log = box / f"trace{i}.txt"
-            argv = ["strace", "-f", "-y", "-qq", "-s", "4096", "--seccomp-bpf", "-e", f"trace={TRACE}",
-                    "-o", str(log), *argv]  # fmt: skip
-        # A session of its own, so that a stage that outlives its limit dies with all it started.
-        process = subprocess.Popen(
-            [*ws.prefix, *argv],
-            cwd=repo / stage.wdir,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
-        try:
-            _, err = process.communicate(timeout=limit)
-            code, stderr = process.returncode, err.decode("utf-8", "replace")
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.communicate()
-            code, stderr = 124, f"did not finish in {limit} s (DVC_CHECK_TIMEOUT)"
-        if traced and (box / f"trace{i}.txt").is_file():
-            trace.append((box / f"trace{i}.txt").read_text(errors="replace"))
-        if code:
-            lines = [x for x in stderr.strip().splitlines() if x.strip()]
-            last = lines[-1] if lines else f"exit status {code}"
-            return Outcome(code, last.strip(), {}, "\n".join(trace), time.perf_counter() - start)
-    outs = {o: digest(repo / o) for o in stage.outs}
-    return Outcome(0, "", outs, "\n".join(trace), time.perf_counter() - start)
-
-
-def same(a: Outcome, b: Outcome) -> bool:
-    return a.code == b.code and a.outs == b.outs
-
-
-DVC_FILES = re.compile(r"(^|/)(dvc\.yaml|dvc\.lock|\.gitignore|\.dvcignore|[^/]*\.dvc)$")
 
 
 def siblings(ws: Workspace, stage: Stage, given: dict[str, Path]) -> dict[str, Path]:
@@ -328,8 +143,19 @@ def siblings(ws: Workspace, stage: Stage, given: dict[str, Path]) -> dict[str, P
     return found
 
 
-def check_stage(ws: Workspace, stage: Stage) -> list[str]:
-    """Run one stage in its sandbox (or take its cached result) and say what it did wrong."""
+def dvcfiles(ws: Workspace, stage: Stage, given: dict[str, Path]) -> dict[str, str]:
+    """The pipeline's dvc.yaml, as `dvc repro` leaves it beside a stage: dvclive rewrites it."""
+    names = {stage.dvcfile, os.path.normpath(os.path.join(stage.wdir, "dvc.yaml"))}
+    return {
+        n: (ws.src / n).read_text(errors="replace")
+        for n in sorted(names)
+        if n.endswith("dvc.yaml") and n not in given and (ws.src / n).is_file()
+    }
+
+
+def given_paths(ws: Workspace, stage: Stage) -> tuple[dict[str, Path] | None, list[str]]:
+    """Each dep and the folder it is taken from (sources, or its upstream stage's outputs); None
+    where an upstream stage failed, which is reported already."""
     given: dict[str, Path] = {}
     for dep in stage.deps:
         origin = ws.producer(dep)
@@ -338,14 +164,22 @@ def check_stage(ws: Workspace, stage: Stage) -> list[str]:
             base = None
         if base is None:
             if origin is not None and origin.runs:
-                return []  # its upstream stage failed, which is reported already
-            return [f"{stage.name}: dep {dep} is not in the workspace: dvc pull it, or make it in "
-                    "dvc-check.yaml's small_run.setup"]  # fmt: skip
+                return None, []
+            return {}, [say("dep_not_pulled", stage=stage.name, path=dep)]
         if not (base / dep).exists():
-            return [f"{stage.name}: dep {dep} does not exist (it is neither in git nor made by a stage)"]
+            return {}, [say("dep_missing", stage=stage.name, path=dep)]
         given[dep] = base
+    return given, []
+
+
+def check_stage(ws: Workspace, stage: Stage) -> list[str]:
+    """Run one stage in its sandbox (or take its cached result) and say what it did wrong."""
+    given, problems = given_paths(ws, stage)
+    if given is None or problems:
+        return problems
     decoys = siblings(ws, stage, given)
-    handed = {**decoys, **given}  # what the sandbox holds besides the params files
+    handed = {**decoys, **given}  # what the box holds besides the params and pipeline files
+    pipeline_files = dvcfiles(ws, stage, given)
     full = {f: read_params_file(ws.src / f) for f in stage.params if (ws.src / f).is_file()}
     # A TOML or Python params file is handed over whole: undeclared keys in it are not checked.
     declared = {
@@ -357,15 +191,13 @@ def check_stage(ws: Workspace, stage: Stage) -> list[str]:
     cut_params = {
         f: dump(cut(full[f], declared[f]), f) if f.endswith(CUTTABLE) else full_params[f] for f in full
     }
-    fingerprint = json.dumps(
-        [__version__, TOOL, stage.name, stage.cmds, stage.wdir, portable(environment(ws, Path("/box")), ws),
-         sorted((d, digest(b / d)) for d, b in given.items()), sorted(decoys),
-         sorted((f, c.decode(errors="replace")) for f, c in {**cut_params, **full_params}.items()),
-         stage.outs, sorted((o, digest(ws.root / o)) for o in stage.persist), bool(ws.prefix)],
-        default=str,
+    entry = cache.entry_for(
+        stage.name, stage.cmds, stage.wdir, portable(ws.env(stage, Path("/box")), ws),
+        sorted((d, digest(b / d)) for d, b in given.items()), sorted(decoys), sorted(pipeline_files.items()),
+        sorted((f, c.decode(errors="replace")) for f, c in {**cut_params, **full_params}.items()),
+        stage.outs, sorted((o, digest(ws.root / o)) for o in stage.persist), bool(ws.prefix),
     )  # fmt: skip
-    entry = cache_root() / "stages" / hashlib.sha256(fingerprint.encode()).hexdigest()
-    saved = json.loads((entry / "result.json").read_text()) if (entry / "result.json").is_file() else None
+    saved = cache.load(entry)
     # It holds while nothing it looked for has appeared, and what it was found reading is still there.
     if (
         saved
@@ -376,268 +208,73 @@ def check_stage(ws: Workspace, stage: Stage) -> list[str]:
             ws.outputs[stage.name] = entry / "outs"
         ws.strays |= set(saved["strays"])
         print(f"sandbox: {stage.name}: unchanged since it was last checked (cached)")
+        for note in saved.get("notes", []):
+            print("note: " + note)
         return saved["problems"]
 
     box = ws.work / "box"
-    repo = assemble(ws, stage, box, handed, cut_params)
-    before = files_in(repo)
-    first = execute(ws, stage, box, repo, traced=True)
-    after = files_in(repo)
-    problems, strays, touched, paths = observe(ws, stage, box, repo, before, after, first, set(decoys))
-    final, final_repo, runs = first, repo, [1]
-    reads_params = any(under(t, f) for t in touched for f in stage.params) or first.code != 0
+    handed_files = {**handed, **{f: ws.src for f in pipeline_files}}
+
+    def attempt(params: dict[str, bytes], traced: bool = False):
+        repo = assemble(ws.root, stage, box, handed_files, params)
+        before = files_in(repo)
+        return execute(stage, box, ws.env(stage, box), ws.prefix, traced), repo, before
+
+    first, repo, before = attempt(cut_params, traced=True)
+    judged = observe(ws, stage, repo, before, files_in(repo), first, set(decoys), pipeline_files)
+    problems = judged.problems
+    final, final_repo, reruns = first, repo, 0
+    reads_params = any(under(t, f) for t in judged.touched for f in stage.params) or first.code != 0
     if reads_params and cut_params != full_params:
 
-        def attempt(extra: dict[str, list[str]]) -> tuple[Outcome, Path]:
-            content = (
-                full_params
-                if extra is ALL
-                else {f: dump(cut(full[f], declared[f] + extra.get(f, [])), f) for f in full}
-            )
-            trial = assemble(ws, stage, box, handed, content)
-            runs[0] += 1
-            return execute(ws, stage, box, trial, traced=False), trial
+        def with_keys(extra: dict[str, list[str]]) -> bytes:
+            return {f: dump(cut(full[f], declared[f] + extra.get(f, [])), f) for f in full}
 
-        whole, trial = attempt(ALL)
+        whole, trial, _ = attempt(full_params)
+        reruns += 1
         if not same(first, whole):
             kept = ws.work / "whole"  # its outputs, which the trials below would overwrite
             shutil.rmtree(kept, ignore_errors=True)
-            copy_outs(stage, trial, kept)
-            again, _ = attempt(ALL)
+            for out in stage.outs:
+                if (trial / out).exists():
+                    copy(trial / out, kept / out)
+            again, _, _ = attempt(full_params)
+            reruns += 1
             if not same(whole, again):
-                print(f"note: {stage.name} gives other outputs on each run with the same inputs; "
-                      "undeclared param reads cannot be checked for it")  # fmt: skip
+                judged.notes.append(say("wobbles_in_sandbox", stage=stage.name))
             else:
-                keys = narrow(full, declared, lambda extra: same(attempt(extra)[0], whole))
-                problems += [
-                    f"{stage.name} reads param {k}, which is not in its params: "
-                    "add it to its params, or stop reading it"
-                    for k in keys
-                ]
+
+                def enough(extra: dict[str, list[str]]) -> bool:
+                    nonlocal reruns
+                    reruns += 1
+                    return same(attempt(with_keys(extra))[0], whole)
+
+                keys = narrow(full, declared, enough)
+                problems += [say("reads_param", stage=stage.name, key=k) for k in keys]
                 final, final_repo = whole, kept
     if first.code and final.code and not any(" reads " in p for p in problems):  # a read explains it
-        problems.append(f"{stage.name} failed in its sandbox: {final.error}")
-    print(f"sandbox: {stage.name}: ran in {first.seconds:.1f} s under strace, {runs[0] - 1} more runs")
-    save(entry, stage, final_repo if final.code == 0 else None, problems, strays, paths, ws)
-    return problems
-
-
-ALL: dict[str, list[str]] = {"*": []}  # every key of every params file
-
-
-def narrow(full: dict, declared: dict, enough) -> list[str]:
-    """The fewest undeclared keys (whole sections where it can't tell keys apart) that make the
-    stage behave as it does with the whole params files. `enough(extra)` reruns it."""
-    groups: dict[tuple[str, str], list[str]] = {}
-    for file, values in full.items():
-        for key in leaves(values):
-            if not any(key == d or key.startswith(d + ".") for d in declared[file]):
-                groups.setdefault((file, key.split(".")[0]), []).append(key)
-
-    def extra(keys: set[tuple[str, str]]) -> dict[str, list[str]]:
-        out: dict[str, list[str]] = {}
-        for file, key in keys:
-            out.setdefault(file, []).append(key)
-        return out
-
-    needed = {(f, k) for (f, _), keys in groups.items() for k in keys}
-    without: dict[tuple[str, str], set] = {}  # each section found needed: the keys its rerun had
-    for (file, section), keys in groups.items():
-        trial = needed - {(file, k) for k in keys}
-        if enough(extra(trial)):
-            needed = trial
-        else:
-            without[(file, section)] = trial
-    budget = [16]
-
-    def drops(file: str, keys: list[str]) -> bool:
-        """Whether the stage still behaves as with the whole files without these keys (a rerun)."""
-        nonlocal needed
-        budget[0] -= 1
-        trial = needed - {(file, k) for k in keys}
-        if enough(extra(trial)):
-            needed = trial
-            return True
-        return False
-
-    def shrink(file: str, keys: list[str], known: bool) -> None:
-        """Halve the keys the stage still gets from a section; where it needs both halves, stop:
-        name the whole. `known`: a rerun showed that without all of `keys`, the other keys
-        as they are now, it behaves otherwise."""
-        if len(keys) <= 1 or budget[0] <= 0:
-            return
-        first, second = keys[: len(keys) // 2], keys[len(keys) // 2 :]
-        if drops(file, first):
-            if known or not drops(file, second):  # known: that rerun, without both, was made
-                shrink(file, second, known=True)
-        elif drops(file, second):
-            shrink(file, first, known)
-
-    for (file, section), keys in groups.items():
-        if (file, section) in without:
-            shrink(file, keys, known=needed - {(file, k) for k in keys} == without[(file, section)])
-    named = []
-    for (file, section), keys in groups.items():
-        kept = [k for k in keys if (file, k) in needed]
-        prefix = "" if file == "params.yaml" else f"{file}:"
-        if kept and len(kept) == len(keys) and len(keys) > 1:
-            named.append(prefix + section)
-        else:
-            named += [prefix + k for k in kept]
-    return named
-
-
-def observe(
-    ws, stage, box, repo, before, after, outcome, decoys: set[str]
-) -> tuple[list[str], set[str], set[str], dict[str, list[str]]]:
-    """Problems from the folder's diff and the trace; undeclared writes; every path touched; the
-    paths it looked for that the repository does not have, and those it does have that the
-    stage was found reading or deleting without them in its deps."""
-    name, problems, strays, touched = stage.name, [], set(), set()
-    declared = [*stage.deps, *stage.params]
-    mine = lambda p: any(under(p, o) for o in stage.outs)  # noqa: E731
-    given = lambda p: any(under(p, d) for d in declared)  # noqa: E731
-
-    def wrote(path: str) -> None:
-        if mine(path):
-            return
-        if given(path):
-            problems.append(f"{name} modifies its dep {path}: write an out instead")
-        else:
-            strays.add(path)
-            problems.append(WRITES.format(name, path))
-
-    def deleted(path: str) -> None:
-        if not mine(path):
-            problems.append(f"{name} deletes {path}, which is not in its outs: stop deleting it")
-
-    for path in sorted(set(after) - set(before)):
-        wrote(path)
-    for path in sorted(p for p in set(after) & set(before) if after[p] != before[p]):
-        wrote(path)
-    for path in sorted(set(before) - set(after)):
-        deleted(path)
-    if outcome.code == 0:
-        problems += [
-            f"{name} declares out {o}, which it never writes: remove it from its outs, or write it"
-            for o in stage.outs
-            if not (repo / o).exists()
-        ]
-    real_root, box_repo = os.path.realpath(ws.root), os.path.realpath(repo)
-    seen_missing, looked_for = set(), set()
-    for access in accesses(outcome.trace, os.path.join(box_repo, stage.wdir)):
-        if access.kind == "connect":
-            if not is_loopback(access.path):
-                problems.append(
-                    f"{name} connects to {access.path}: a stage in the sandbox has no network; "
-                    "declare its inputs as deps, or give the small run a local source (dvc-check.yaml)"
-                )
-            continue
-        path, escaped = inside(access.path, box_repo), False
-        if path is None:
-            path, escaped = inside(access.path, real_root), True
-            if path is None or any(under(access.path, r) for r in ws.env_roots):
-                continue
-        if escaped and under(path, ".git"):  # git's history is no input DVC can track
-            verb = "reads" if access.kind == "read" else "writes into"
-            problems.append(
-                f"{name} {verb} the repository's .git: stop it (no stage may depend on git's state)"
-            )
-            continue
-        if path in ("", ".") or SCRATCH.search(path) or (not escaped and TOOLS.match(path)):
-            continue
-        if not access.ok and not escaped and len(looked_for) < 5000 and not ws.exists(path):
-            looked_for.add(path)  # if it ever appears, the cached result no longer holds
-        if access.ok:
-            touched.add(path)
-        if access.ok and not escaped and path in decoys and access.kind == "read":
-            problems.append(READS.format(name, path))  # a file beside its deps it was not given
-        if access.ok and not escaped and access.kind == "write" and (path in decoys or given(path)):
-            wrote(path)  # rewritten in place, even with the same bytes
-        if escaped and access.ok and access.kind == "write":
-            wrote(path)
-        elif escaped and access.ok and access.kind == "delete":
-            deleted(path)
-        elif not access.ok or escaped:
-            if (access.kind, path) in seen_missing or given(path) or mine(path) or not ws.exists(path):
-                continue
-            if not access.ok and (repo / path).exists():
-                continue  # looked for before the stage made it
-            if (
-                (ws.root / path).is_dir()
-                and not ws.producer(path)
-                and any(under(p, path) for p in [*stage.deps, *stage.outs])
-            ):
-                continue  # a parent folder of what it was given
-            seen_missing.add((access.kind, path))
-            if access.kind == "delete":
-                deleted(path)
-            elif access.kind == "read":
-                problems.append(READS.format(name, path))
-    if outcome.code:
-        module = re.search(r"No module named '([\w.]+)'", outcome.error)
-        if module:
-            base = module.group(1).replace(".", "/")
-            for candidate in (f"{base}.py", base):
-                path = os.path.normpath(os.path.join(stage.wdir, candidate))
-                if ws.exists(path) and not given(path):
-                    problems.append(READS.format(name, path))
-                    seen_missing.add(("read", path))
-                    break
-    problems += [
-        f"{name} declares dep {d}, which it never reads: remove it from its deps"
-        for d in stage.deps
-        if outcome.code == 0 and not any(under(t, d) for t in touched)
-    ]
-    paths = {"looked_for": sorted(looked_for), "found": sorted({p for _, p in seen_missing})}
-    return list(dict.fromkeys(problems)), strays, touched, paths
-
-
-def inside(path: str, folder: str) -> str | None:
-    if path == folder:
-        return ""
-    if path.startswith(folder + os.sep):
-        return path[len(folder) + 1 :]
-    return None
-
-
-def copy_outs(stage: Stage, repo: Path, folder: Path) -> None:
-    """The stage's outputs that `repo` holds, copied under `folder` at the same paths."""
-    for out in stage.outs:
-        if (repo / out).exists():
-            copy(repo / out, folder / out)
-
-
-def save(
-    entry: Path, stage: Stage, repo: Path | None, problems: list[str], strays: set[str], paths: dict, ws
-) -> None:
-    """Keep the stage's outputs and problems under its fingerprint (atomically: a rename)."""
-    cache_root().mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=cache_root()))
-    if repo is not None:
-        copy_outs(stage, repo, staging / "outs")
-        (staging / "outs").mkdir(exist_ok=True)
+        problems.append(say("failed_in_sandbox", stage=stage.name, error=final.error))
+    print(f"sandbox: {stage.name}: ran in {first.seconds:.1f} s under strace, {reruns} more runs")
+    for note in judged.notes:
+        print("note: " + note)
+    outs = None if final.code else {o: final_repo / o for o in stage.outs if (final_repo / o).exists()}
     result = {
-        "ok": repo is not None,
         "problems": problems,
-        "strays": sorted(strays),
-        **paths,
+        "notes": judged.notes,
+        "strays": sorted(judged.strays),
+        "looked_for": sorted(judged.looked_for),
+        "found": sorted(judged.found),
     }
-    (staging / "result.json").write_text(json.dumps(result))
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(entry, ignore_errors=True)
-    try:
-        os.replace(staging, entry)
-    except OSError:  # another dvc-check saved this fingerprint meanwhile: its result is as good
-        shutil.rmtree(staging, ignore_errors=True)
-    if repo is not None:
+    cache.save(entry, outs, result)
+    if outs is not None:
         ws.outputs[stage.name] = entry / "outs"
-    ws.strays |= strays
+    ws.strays |= judged.strays
+    return problems
 
 
 def check_sandboxed(ws: Workspace) -> list[str]:
     if shutil.which("strace") is None:
-        return ["strace is not installed: the sandbox run needs it (apt-get install strace)"]
+        return [say("no_strace")]
     problems = prepare(ws)
     if problems:
         return problems

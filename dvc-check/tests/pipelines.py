@@ -36,6 +36,7 @@ PACKAGE = Path(__file__).resolve().parents[1]
 if not os.environ.get("DVC_CHECK_INSTALLED"):
     sys.path.insert(0, str(PACKAGE))
 from dvc_check.__main__ import main as dvc_check_main  # noqa: E402
+from dvc_check.messages import say  # noqa: E402
 
 BIN = str(Path(sys.executable).parent)  # dvc, and the python (with pyyaml) that the stages' cmds find
 
@@ -662,48 +663,47 @@ def copy(src: Path, dest: Path) -> Repo:
 
 
 # ---------------------------------------------------------------------------------------------------
-# The problem lines of README.md ("Its lines"), word for word.
+# The problem lines, as dvc-check prints them (dvc_check/messages.py).
+
+
+def invalid(name: str, **fields: str) -> str:
+    return "invalid: " + say(name, **fields)
 
 
 def reads(stage: str, path: str) -> str:
-    return f"invalid: {stage} reads {path}, which is not in its deps: add it to its deps, or stop reading it"
+    return invalid("reads", stage=stage, path=path)
 
 
 def reads_param(stage: str, key: str) -> str:
-    return (
-        f"invalid: {stage} reads param {key}, which is not in its params: "
-        + "add it to its params, or stop reading it"
-    )
+    return invalid("reads_param", stage=stage, key=key)
 
 
 def writes(stage: str, path: str) -> str:
-    return f"invalid: {stage} writes {path}, which is not in its outs: add it to its outs, or stop writing it"
+    return invalid("writes", stage=stage, path=path)
 
 
 def deletes(stage: str, path: str) -> str:
-    return f"invalid: {stage} deletes {path}, which is not in its outs: stop deleting it"
+    return invalid("deletes", stage=stage, path=path)
 
 
 def modifies(stage: str, path: str) -> str:
-    return f"invalid: {stage} modifies its dep {path}: write an out instead"
+    return invalid("modifies", stage=stage, path=path)
 
 
 def unread_dep(stage: str, path: str) -> str:
-    return f"invalid: {stage} declares dep {path}, which it never reads: remove it from its deps"
+    return invalid("unread_dep", stage=stage, path=path)
 
 
 def unwritten_out(stage: str, path: str) -> str:
-    return (
-        f"invalid: {stage} declares out {path}, which it never writes: remove it from its outs, or write it"
-    )
+    return invalid("unwritten_out", stage=stage, path=path)
 
 
 def missing_program(stage: str, program: str) -> str:
-    return f"invalid: {stage}: cmd runs {program}, which does not exist"
+    return invalid("missing_program", stage=stage, program=program)
 
 
 def missing_param(stage: str, key: str, params_file: str) -> str:
-    return f"invalid: {stage}: declares param {key}, which {params_file} lacks"
+    return invalid("missing_param", stage=stage, key=key, file=params_file)
 
 
 def stale(stage: str) -> str:

@@ -1,7 +1,7 @@
 """The sandbox's search for undeclared params, on its own: `narrow` with a stand-in for the
 reruns, so the test can count them."""
 
-from dvc_check.sandbox import narrow
+from dvc_check.narrow import narrow
 
 PARAMS = {
     "other": {"x": 0},

@@ -1,0 +1,165 @@
+"""How two versions of an output differ, said in a phrase: numbers in JSON, YAML, CSV and TSV by
+the largest difference and where; images by their pixels; anything else by its bytes. And
+whether a rerun of a file that wobbles from run to run stays within that wobble."""
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+
+import yaml
+
+FACTOR = 10  # how far past the wobble seen in two runs a third may go: two samples show little of it
+
+
+def number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def leaves(data: object, place: str = "") -> dict[str, object]:
+    """Each leaf of parsed JSON or YAML by its place: `a.b`, `a.list[2]`."""
+    if isinstance(data, dict) and data:
+        return {
+            k: v
+            for key, sub in data.items()
+            for k, v in leaves(sub, f"{place}.{key}" if place else str(key)).items()
+        }
+    if isinstance(data, list) and data:
+        return {k: v for i, sub in enumerate(data) for k, v in leaves(sub, f"{place}[{i}]").items()}
+    return {place: data}
+
+
+def cell(text: str) -> object:
+    try:
+        return float(text) if any(c in text for c in ".eEn") else int(text)
+    except ValueError:
+        return text
+
+
+def values(path: str, content: bytes) -> dict[str, object] | None:
+    """The values of a JSON, YAML, CSV or TSV file by their place (key path, or row and column), or
+    None for any other file or one that does not parse."""
+    suffix = PurePosixPath(path).suffix.lower()
+    try:
+        text = content.decode("utf-8")
+        if suffix == ".json":
+            return leaves(json.loads(text))
+        if suffix in (".yaml", ".yml"):
+            return leaves(yaml.safe_load(text))
+        if suffix in (".csv", ".tsv"):
+            rows = list(csv.reader(io.StringIO(text), delimiter="\t" if suffix == ".tsv" else ","))
+            header = rows[0] if rows else []
+            return {
+                f"row {r}, column {header[c] if c < len(header) else c + 1}": cell(value)
+                for r, row in enumerate(rows[1:], start=1)
+                for c, value in enumerate(row)
+            }
+    except (UnicodeDecodeError, ValueError, yaml.YAMLError, csv.Error):
+        return None
+    return None
+
+
+def pixels(content: bytes) -> list | None:
+    """An image's size and pixel values, where Pillow is installed and reads it."""
+    try:
+        from PIL import Image
+
+        with Image.open(io.BytesIO(content)) as image:
+            return [image.size, image.mode, list(image.getdata())]
+    except Exception:  # noqa: BLE001 - not an image, or no Pillow: compared by bytes
+        return None
+
+
+@dataclass
+class Gap:
+    """How far apart the numbers of two versions are."""
+
+    absolute: float = 0.0
+    relative: float = 0.0
+    where: str = ""
+    words: set[str] = field(default_factory=set)  # places whose text (not a number) differs
+
+
+def gap(a: dict[str, object], b: dict[str, object]) -> Gap | None:
+    """The largest difference between the numbers at each place, or None where the places differ."""
+    if set(a) != set(b):
+        return None
+    found = Gap()
+    for place in a:
+        x, y = a[place], b[place]
+        if number(x) and number(y):
+            off = (
+                abs(x - y)
+                if math.isfinite(x) and math.isfinite(y)
+                else (0.0 if x == y or (x != x and y != y) else math.inf)
+            )
+            if off > found.absolute:
+                found.absolute, found.where = off, place
+            scale = max(abs(x), abs(y))
+            found.relative = max(found.relative, off / scale if scale else 0.0)
+        elif x != y:
+            found.words.add(place)
+    return found
+
+
+def say_gap(g: Gap) -> str:
+    text = f"numbers differ by up to {g.absolute:.3g} (relative {g.relative:.3g}) at {g.where}"
+    if g.words:
+        text += f", and the text at {len(g.words)} place(s), first at {sorted(g.words)[0]}"
+    return text if g.where else f"the text differs at {len(g.words)} place(s), first at {sorted(g.words)[0]}"
+
+
+def how(path: str, old: bytes | None, new: bytes | None) -> str:
+    """How the file `path` differs between two versions, in a phrase."""
+    if old is None:
+        return "not committed before" if new is not None else "missing"
+    if new is None:
+        return "no longer made"
+    a, b = values(path, old), values(path, new)
+    if a is not None and b is not None:
+        g = gap(a, b)
+        if g is None:
+            return f"other places: {len(set(a) ^ set(b))} key(s), rows or columns only in one of them"
+        if g.where or g.words:
+            return say_gap(g)
+        return "the same values, written otherwise"
+    pa, pb = pixels(old), pixels(new)
+    if pa is not None and pb is not None:
+        if pa[:2] != pb[:2]:
+            return f"an image of {pb[0][0]}x{pb[0][1]} {pb[1]} instead of {pa[0][0]}x{pa[0][1]} {pa[1]}"
+        pairs = [(p, q) for p, q in zip(pa[2], pb[2]) if p != q]
+        spread = (
+            max(
+                max(abs(u - v) for u, v in zip(p, q)) if isinstance(p, tuple) else abs(p - q)
+                for p, q in pairs
+            )
+            if pairs
+            else 0
+        )
+        return f"{len(pairs)} of {len(pa[2])} pixels differ, by up to {spread} levels"
+    return f"its bytes differ ({len(old)} bytes committed, {len(new)} now)"
+
+
+def within(path: str, committed: bytes, rerun: bytes, wobble: Gap, declared: dict[str, float]) -> str | None:
+    """None where the committed file is the rerun's within the wobble seen (FACTOR times it,
+    relative to each number) or the declared tolerance; else how it differs."""
+    a, b = values(path, committed), values(path, rerun)
+    g = gap(a, b) if a is not None and b is not None else None
+    if g is None:
+        return how(path, committed, rerun)
+    for place in a:
+        x, y = a[place], b[place]
+        if place in wobble.words or x == y:
+            continue
+        if not (number(x) and number(y)):
+            return how(path, committed, rerun)
+        column = place.rsplit("column ", 1)[-1] if place.startswith("row ") else place.split("[")[0]
+        allowed = max(
+            declared.get(place, declared.get(column, declared.get("*", 0.0))),
+            FACTOR * max(wobble.absolute, wobble.relative * max(abs(x), abs(y))),
+        )
+        if not abs(x - y) <= allowed:
+            return how(path, committed, rerun)
+    return None

@@ -12,6 +12,7 @@ from pathlib import PurePosixPath
 import yaml
 
 FACTOR = 10  # how far past the wobble seen in two runs a third may go: two samples show little of it
+ROUNDING = 1e-9  # how far, relative to it, a number that did not move in two runs may still move
 
 
 def number(value: object) -> bool:
@@ -79,6 +80,7 @@ class Gap:
     absolute: float = 0.0
     relative: float = 0.0
     where: str = ""
+    moves: dict[str, float] = field(default_factory=dict)  # place -> how far its number moved
     words: set[str] = field(default_factory=set)  # places whose text (not a number) differs
 
 
@@ -90,11 +92,10 @@ def gap(a: dict[str, object], b: dict[str, object]) -> Gap | None:
     for place in a:
         x, y = a[place], b[place]
         if number(x) and number(y):
-            off = (
-                abs(x - y)
-                if math.isfinite(x) and math.isfinite(y)
-                else (0.0 if x == y or (x != x and y != y) else math.inf)
-            )
+            finite = math.isfinite(x) and math.isfinite(y)
+            off = abs(x - y) if finite else (0.0 if x == y or (x != x and y != y) else math.inf)
+            if off:
+                found.moves[place] = off
             if off > found.absolute:
                 found.absolute, found.where = off, place
             scale = max(abs(x), abs(y))
@@ -139,15 +140,15 @@ def how(path: str, old: bytes | None, new: bytes | None) -> str:
             else 0
         )
         return f"{len(pairs)} of {len(pa[2])} pixels differ, by up to {spread} levels"
-    return f"its bytes differ ({len(old)} bytes committed, {len(new)} now)"
+    return f"its bytes differ: {len(old)} committed, {len(new)} now"
 
 
 def within(path: str, committed: bytes, rerun: bytes, wobble: Gap, declared: dict[str, float]) -> str | None:
-    """None where the committed file is the rerun's within the wobble seen (FACTOR times it,
-    relative to each number) or the declared tolerance; else how it differs."""
+    """None where each number of the committed file is the rerun's within FACTOR times what it
+    moved between two runs (ROUNDING where it did not move) or its declared tolerance, and the
+    rest is the same but for the text that changed between runs; else how the two differ."""
     a, b = values(path, committed), values(path, rerun)
-    g = gap(a, b) if a is not None and b is not None else None
-    if g is None:
+    if a is None or b is None or gap(a, b) is None:
         return how(path, committed, rerun)
     for place in a:
         x, y = a[place], b[place]
@@ -158,7 +159,8 @@ def within(path: str, committed: bytes, rerun: bytes, wobble: Gap, declared: dic
         column = place.rsplit("column ", 1)[-1] if place.startswith("row ") else place.split("[")[0]
         allowed = max(
             declared.get(place, declared.get(column, declared.get("*", 0.0))),
-            FACTOR * max(wobble.absolute, wobble.relative * max(abs(x), abs(y))),
+            FACTOR * wobble.moves.get(place, 0.0),
+            ROUNDING * max(abs(x), abs(y)),
         )
         if not abs(x - y) <= allowed:
             return how(path, committed, rerun)

@@ -63,10 +63,13 @@ def observe(ws, stage: Stage, repo: Path, before: dict, after: dict, outcome: Ou
     declared = [*stage.deps, *stage.params]
     mine = lambda p: any(under(p, o) for o in stage.outs)  # noqa: E731
     given = lambda p: any(under(p, d) for d in declared)  # noqa: E731
-    rewritten = set()  # the pipeline's files it rewrote, leaving the pipeline as it was
+    box_repo = os.path.realpath(repo)
+    found = accesses(outcome.trace, os.path.join(box_repo, stage.wdir))
+    opened = {inside(a.path, box_repo) for a in found if a.kind == "write" and a.ok}
+    rewritten = set()  # the pipeline's files it rewrote (dvclive does), leaving the pipeline as it was
     for path, old in dvcfiles.items():
         new = (repo / path).read_text(errors="replace") if (repo / path).is_file() else None
-        if new is None or new == old:
+        if new is None or (new == old and path not in opened):
             continue
         what = rewrite(old, new)
         if what is None:
@@ -97,9 +100,9 @@ def observe(ws, stage: Stage, repo: Path, before: dict, after: dict, outcome: Ou
     if outcome.code == 0:
         problems += [say("unwritten_out", stage=name, path=o) for o in stage.outs if not (repo / o).exists()]
     handed = decoys | (set(dvcfiles) - rewritten)  # files it was handed only to see if it reads them
-    real_root, box_repo = os.path.realpath(ws.root), os.path.realpath(repo)
+    real_root = os.path.realpath(ws.root)
     seen_missing = set()
-    for access in accesses(outcome.trace, os.path.join(box_repo, stage.wdir)):
+    for access in found:
         if access.kind == "connect":
             if not is_loopback(access.path):
                 problems.append(say("connects", stage=name, address=access.path))

@@ -68,7 +68,8 @@ def pixels(content: bytes) -> list | None:
         from PIL import Image
 
         with Image.open(io.BytesIO(content)) as image:
-            return [image.size, image.mode, list(image.getdata())]
+            data, bands = image.tobytes(), len(image.getbands())
+            return [image.size, image.mode, [tuple(data[i : i + bands]) for i in range(0, len(data), bands)]]
     except Exception:  # noqa: BLE001 - not an image, or no Pillow: compared by bytes
         return None
 
@@ -131,14 +132,7 @@ def how(path: str, old: bytes | None, new: bytes | None) -> str:
         if pa[:2] != pb[:2]:
             return f"an image of {pb[0][0]}x{pb[0][1]} {pb[1]} instead of {pa[0][0]}x{pa[0][1]} {pa[1]}"
         pairs = [(p, q) for p, q in zip(pa[2], pb[2]) if p != q]
-        spread = (
-            max(
-                max(abs(u - v) for u, v in zip(p, q)) if isinstance(p, tuple) else abs(p - q)
-                for p, q in pairs
-            )
-            if pairs
-            else 0
-        )
+        spread = max((abs(u - v) for p, q in pairs for u, v in zip(p, q)), default=0)
         return f"{len(pairs)} of {len(pa[2])} pixels differ, by up to {spread} levels"
     return f"its bytes differ: {len(old)} committed, {len(new)} now"
 

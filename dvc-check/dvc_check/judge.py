@@ -64,8 +64,8 @@ def observe(ws, stage: Stage, repo: Path, before: dict, after: dict, outcome: Ou
     mine = lambda p: any(under(p, o) for o in stage.outs)  # noqa: E731
     given = lambda p: any(under(p, d) for d in declared)  # noqa: E731
     box_repo = os.path.realpath(repo)
-    found = accesses(outcome.trace, os.path.join(box_repo, stage.wdir))
-    opened = {inside(a.path, box_repo) for a in found if a.kind == "write" and a.ok}
+    calls = accesses(outcome.trace, os.path.join(box_repo, stage.wdir))
+    opened = {inside(a.path, box_repo) for a in calls if a.kind == "write" and a.ok}
     rewritten = set()  # the pipeline's files it rewrote (dvclive does), leaving the pipeline as it was
     for path, old in dvcfiles.items():
         new = (repo / path).read_text(errors="replace") if (repo / path).is_file() else None
@@ -102,7 +102,7 @@ def observe(ws, stage: Stage, repo: Path, before: dict, after: dict, outcome: Ou
     handed = decoys | (set(dvcfiles) - rewritten)  # files it was handed only to see if it reads them
     real_root = os.path.realpath(ws.root)
     seen_missing = set()
-    for access in found:
+    for access in calls:
         if access.kind == "connect":
             if not is_loopback(access.path):
                 problems.append(say("connects", stage=name, address=access.path))

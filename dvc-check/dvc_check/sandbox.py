@@ -227,7 +227,7 @@ def check_stage(ws: Workspace, stage: Stage) -> list[str]:
     reads_params = any(under(t, f) for t in judged.touched for f in stage.params) or first.code != 0
     if reads_params and cut_params != full_params:
 
-        def with_keys(extra: dict[str, list[str]]) -> bytes:
+        def with_keys(extra: dict[str, list[str]]) -> dict[str, bytes]:
             return {f: dump(cut(full[f], declared[f] + extra.get(f, [])), f) for f in full}
 
         whole, trial, _ = attempt(full_params)

@@ -9,9 +9,10 @@ from typing import Any
 import yaml
 
 from dvc_check.config import Config
+from dvc_check.differ import number
 from dvc_check.messages import say
 from dvc_check.pipeline import Stage, under
-from dvc_check.thresholds import flat, number, read, read_metrics, text
+from dvc_check.thresholds import flat, read, read_metrics, text
 
 
 def facts_of(root: Path, config: Config, texts: dict[str, bytes | None] | None = None) -> dict[str, Any]:

@@ -3,8 +3,6 @@ keys apart) without which it behaves otherwise than with the whole params files.
 
 from dvc_check.paramsfile import leaves
 
-ALL: dict[str, list[str]] = {"*": []}  # every key of every params file
-
 
 def narrow(full: dict, declared: dict, enough) -> list[str]:
     """The fewest undeclared keys (whole sections where it can't tell keys apart) that make the

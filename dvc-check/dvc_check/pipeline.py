@@ -68,12 +68,13 @@ def load_stages(root: Path) -> list[Stage]:
     return ordered(stages)
 
 
+def needs(a: Stage, b: Stage) -> bool:
+    """Whether stage a uses what stage b writes: a dep of a's inside an out of b's, or around one."""
+    return a is not b and any(under(d, o) or under(o, d) for d in a.deps for o in b.outs)
+
+
 def ordered(stages: list[Stage]) -> list[Stage]:
     """Upstream stages first: a stage comes after every stage whose outs its deps touch."""
-
-    def needs(a: Stage, b: Stage) -> bool:
-        return a is not b and any(under(d, o) or under(o, d) for d in a.deps for o in b.outs)
-
     done: list[Stage] = []
     left = list(stages)
     while left:

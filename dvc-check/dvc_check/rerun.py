@@ -27,7 +27,7 @@ from dvc_check.config import Config
 from dvc_check.differ import FACTOR, Gap, gap, how, values, within
 from dvc_check.machine import compare_lock, compare_metrics, facts_of
 from dvc_check.messages import say
-from dvc_check.pipeline import Stage, dvc, under
+from dvc_check.pipeline import Stage, dvc, needs, under
 from dvc_check.thresholds import read, text
 
 REPRO = ("repro", "--force", "--single-item", "--no-run-cache")
@@ -157,11 +157,7 @@ class Judge:
         self.problems: list[str] = []
 
     def upstream(self, stage: Stage) -> set[str]:
-        return {
-            s.name
-            for s in self.runs
-            if s is not stage and any(under(d, o) or under(o, d) for d in stage.deps for o in s.outs)
-        }
+        return {s.name for s in self.runs if needs(stage, s)}
 
     def rerun(self, stage: Stage, root: Path | None = None) -> Run | None:
         root = root or self.root

@@ -178,8 +178,9 @@ def check_stage(ws: Workspace, stage: Stage) -> list[str]:
     if given is None or problems:
         return problems
     decoys = siblings(ws, stage, given)
-    handed = {**decoys, **given}  # what the box holds besides the params and pipeline files
     pipeline_files = dvcfiles(ws, stage, given)
+    # What the box holds besides the params files.
+    handed = {**decoys, **{f: ws.src for f in pipeline_files}, **given}
     full = {f: read_params_file(ws.src / f) for f in stage.params if (ws.src / f).is_file()}
     # A TOML or Python params file is handed over whole: undeclared keys in it are not checked.
     declared = {
@@ -213,10 +214,9 @@ def check_stage(ws: Workspace, stage: Stage) -> list[str]:
         return saved["problems"]
 
     box = ws.work / "box"
-    handed_files = {**handed, **{f: ws.src for f in pipeline_files}}
 
     def attempt(params: dict[str, bytes], traced: bool = False):
-        repo = assemble(ws.root, stage, box, handed_files, params)
+        repo = assemble(ws.root, stage, box, handed, params)
         before = files_in(repo)
         return execute(stage, box, ws.env(stage, box), ws.prefix, traced), repo, before
 

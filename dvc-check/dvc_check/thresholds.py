@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 
 from dvc_check.config import Config
+from dvc_check.differ import number
 from dvc_check.messages import say
 from dvc_check.pipeline import dvc
 
@@ -26,10 +27,6 @@ def flat(values: Any, prefix: str = "") -> dict[str, Any]:
     if isinstance(values, dict):
         return {k: v for key, sub in values.items() for k, v in flat(sub, f"{prefix}{key}.").items()}
     return {prefix[:-1]: values}
-
-
-def number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def read(path: Path) -> bytes | None:

@@ -13,6 +13,7 @@ must be what was committed.
   stages downstream are then run on the committed one where DVC's cache has it, and judged.
 """
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -77,8 +78,14 @@ def run_of(root: Path, stage: Stage, lock_text: str | None, store: Store, keep_a
     files: dict[str, str | None] = {}
     for o in entry.get("outs", []):
         out, md5 = os.path.normpath(os.path.join(stage.wdir, o["path"])), o.get("md5")
-        listing = store.manifest(md5) if md5 and md5.endswith(".dir") else {}
-        files |= {f"{out}/{k}": v for k, v in listing.items()} if listing else {out: md5}
+        listing = store.manifest(md5) if md5 and md5.endswith(".dir") else None
+        if listing is None and out not in stage.cached and (root / out).is_dir():
+            # A folder DVC does not cache (cache: false): git keeps its files, and so does the workspace.
+            found = sorted(p for p in (root / out).rglob("*") if p.is_file())
+            listing = {
+                p.relative_to(root / out).as_posix(): hashlib.md5(p.read_bytes()).hexdigest() for p in found
+            }
+        files |= {f"{out}/{k}": v for k, v in listing.items()} if listing is not None else {out: md5}
     kept = {}
     for file in files:
         path = root / file

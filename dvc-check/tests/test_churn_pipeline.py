@@ -153,3 +153,35 @@ def test_a_stage_that_rewrites_the_pipeline_is_named(churn_repo):
     )
     churn_repo.commit("train: adds a stage", lock="commit")
     churn_repo.expect_invalid(invalid("rewrites_stages", stage="train", path="dvc.yaml"))
+
+
+def clone_without_the_model(repo: Repo, folder: Path) -> Repo:
+    """A clone in another folder whose DVC cache has all but the model (not pulled)."""
+    clone = Repo(folder)
+    folder.parent.mkdir(parents=True)
+    run(["git", "clone", "-q", str(repo.path), str(clone.path)], folder.parent)
+    shutil.copytree(repo.path / ".dvc" / "cache", clone.path / ".dvc" / "cache")
+    model = re.search(r"path: models/model\.pkl\n\s+hash: md5\n\s+md5: (\w+)", clone.read("dvc.lock")).group(
+        1
+    )
+    (clone.path / ".dvc" / "cache" / "files" / "md5" / model[:2] / model[2:]).unlink()
+    clone.dvc("checkout", check=False)  # all but the model
+    assert not (clone.path / "models" / "model.pkl").exists()
+    return clone
+
+
+def test_clone_whose_cache_lacks_the_model_is_judged_within_the_declared_tolerance(churn_repo, tmp_path):
+    """The model, which follows the repository's path, is not in the clone's cache: evaluate runs
+    on the clone's own model, so its numbers are held to reproduce.tolerance, and without one it
+    fails, naming train."""
+    clone_without_the_model(churn_repo, tmp_path / "one" / "clone").expect_match(
+        r"invalid: rerun changed what was committed: evaluate makes metrics\.json otherwise \(numbers differ "
+        r".* at seconds\) from other inputs than the committed ones, which DVC's cache lacks \(train\): .*",
+        real_run=True,
+    )
+    churn_repo.write("dvc-check.yaml", "reproduce:\n  tolerance:\n    metrics.json: {seconds: 100}\n")
+    churn_repo.commit("a duration may take any time")
+    said = notes(clone_without_the_model(churn_repo, tmp_path / "two" / "clone").expect_valid(real_run=True))
+    assert any(
+        x.startswith("note: package's dist/bundle.tar.gz differs from run to run (its inputs") for x in said
+    )

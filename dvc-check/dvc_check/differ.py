@@ -3,9 +3,13 @@ the largest difference and where; images by their pixels; anything else by its b
 whether a rerun of a file that wobbles from run to run stays within that wobble."""
 
 import csv
+import hashlib
 import io
 import json
 import math
+import re
+import tarfile
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
@@ -39,9 +43,29 @@ def cell(text: str) -> object:
         return text
 
 
+def members(content: bytes) -> dict[str, object] | None:
+    """The files in a tar (of any compression) or zip archive by name, each by the md5 of what it
+    holds: not by the times and owners an archive also keeps. None for anything else."""
+    found: dict[str, object] = {}
+    try:
+        if zipfile.is_zipfile(io.BytesIO(content)):
+            with zipfile.ZipFile(io.BytesIO(content)) as archive:
+                for name in sorted(archive.namelist()):
+                    found[f"member {name}"] = hashlib.md5(archive.read(name)).hexdigest()
+            return found
+        with tarfile.open(fileobj=io.BytesIO(content), mode="r:*") as archive:
+            for member in archive.getmembers():
+                data = archive.extractfile(member) if member.isfile() else None
+                found[f"member {member.name}"] = hashlib.md5(data.read()).hexdigest() if data else member.type
+        return found
+    except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError):
+        return None
+
+
 def values(path: str, content: bytes) -> dict[str, object] | None:
-    """The values of a JSON, YAML, CSV or TSV file by their place (key path, or row and column), or
-    None for any other file or one that does not parse."""
+    """The values of a file by their place: JSON and YAML by key path, CSV and TSV by row and
+    column, an archive by its members, any other text by its lines; None for other bytes or a
+    file that does not parse."""
     suffix = PurePosixPath(path).suffix.lower()
     try:
         text = content.decode("utf-8")
@@ -57,9 +81,13 @@ def values(path: str, content: bytes) -> dict[str, object] | None:
                 for r, row in enumerate(rows[1:], start=1)
                 for c, value in enumerate(row)
             }
-    except (UnicodeDecodeError, ValueError, yaml.YAMLError, csv.Error):
+        if "\0" in text:
+            return None
+        return {f"line {i}": line for i, line in enumerate(text.splitlines(), start=1)}
+    except UnicodeDecodeError:
+        return members(content)
+    except (ValueError, yaml.YAMLError, csv.Error):
         return None
-    return None
 
 
 def pixels(content: bytes) -> list | None:
@@ -107,10 +135,16 @@ def gap(a: dict[str, object], b: dict[str, object]) -> Gap | None:
 
 
 def say_gap(g: Gap) -> str:
+    first = min(g.words, key=natural) if g.words else ""
+    if not g.where:
+        return f"the text differs at {len(g.words)} place(s), first at {first}"
     text = f"numbers differ by up to {g.absolute:.3g} (relative {g.relative:.3g}) at {g.where}"
-    if g.words:
-        text += f", and the text at {len(g.words)} place(s), first at {sorted(g.words)[0]}"
-    return text if g.where else f"the text differs at {len(g.words)} place(s), first at {sorted(g.words)[0]}"
+    return f"{text}, and the text at {len(g.words)} place(s), first at {first}" if g.words else text
+
+
+def natural(place: str) -> list:
+    """`line 10` after `line 9`."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", place)]
 
 
 def how(path: str, old: bytes | None, new: bytes | None) -> str:
@@ -140,22 +174,24 @@ def how(path: str, old: bytes | None, new: bytes | None) -> str:
 def within(path: str, committed: bytes, rerun: bytes, wobble: Gap, declared: dict[str, float]) -> str | None:
     """None where each number of the committed file is the rerun's within FACTOR times what it
     moved between two runs (ROUNDING where it did not move) or its declared tolerance, and the
-    rest is the same but for the text that changed between runs; else how the two differ."""
+    rest is the same but for the text that changed between runs; else how the places that are
+    not differ."""
     a, b = values(path, committed), values(path, rerun)
     if a is None or b is None or gap(a, b) is None:
         return how(path, committed, rerun)
+    beyond = []
     for place in a:
         x, y = a[place], b[place]
         if place in wobble.words or x == y:
             continue
-        if not (number(x) and number(y)):
-            return how(path, committed, rerun)
-        column = place.rsplit("column ", 1)[-1] if place.startswith("row ") else place.split("[")[0]
-        allowed = max(
-            declared.get(place, declared.get(column, declared.get("*", 0.0))),
-            FACTOR * wobble.moves.get(place, 0.0),
-            ROUNDING * max(abs(x), abs(y)),
-        )
-        if not abs(x - y) <= allowed:
-            return how(path, committed, rerun)
-    return None
+        if number(x) and number(y):
+            column = place.rsplit("column ", 1)[-1] if place.startswith("row ") else place.split("[")[0]
+            allowed = max(
+                declared.get(place, declared.get(column, declared.get("*", 0.0))),
+                FACTOR * wobble.moves.get(place, 0.0),
+                ROUNDING * max(abs(x), abs(y)),
+            )
+            if abs(x - y) <= allowed:
+                continue
+        beyond.append(place)
+    return say_gap(gap({p: a[p] for p in beyond}, {p: b[p] for p in beyond})) if beyond else None

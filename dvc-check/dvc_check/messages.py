@@ -70,7 +70,7 @@ PROBLEMS = {
 NOTES = {
     "no_netns": "no network namespace here (unshare failed): network use is seen, not blocked",
     "wobbles_in_sandbox": "{stage} gives other outputs on each run with the same inputs; undeclared "
-    "param reads cannot be checked for it",
+    "param reads are checked by its exit status and the outputs that hold still ({steady})",
     "rewrote_dvcfile": "{stage} rewrote {path} and left its stages as they were ({what}), as dvclive does",
     "wobbles": "{stage} gives other outputs on each run with the same inputs: {path} ({wobble}); "
     "the committed one is compared by value, within {tolerance}",

@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from dvc_check.config import Config
-from dvc_check.differ import FACTOR, Gap, gap, how, values, within
+from dvc_check.differ import FACTOR, Gap, gap, how, number, values, within
 from dvc_check.machine import compare_lock, compare_metrics, facts_of
 from dvc_check.messages import say
 from dvc_check.pipeline import Stage, dvc, needs, under
@@ -204,7 +204,8 @@ class Judge:
         committed, last = self.committed[stage.name], self.last[stage.name]
         for file in differing(committed, last):
             c, r = committed.content(self.store, file), last.content(self.store, file)
-            if c is not None and r is not None and values(file, c) is None:
+            found = values(file, c) if c is not None and r is not None else {}
+            if found is None or (found and not any(number(v) for v in found.values())):
                 why = f"its inputs are not the committed ones, which DVC's cache lacks ({missing})"
                 print("note: " + say("not_compared", stage=stage.name, path=file, why=why))
                 continue

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dvc_check import cache
-from dvc_check.box import assemble, execute, netless, same, stage_env
+from dvc_check.box import Outcome, assemble, execute, netless, same, stage_env
 from dvc_check.cache import cache_root, copy, digest, files_in
 from dvc_check.config import Config
 from dvc_check.judge import observe
@@ -240,13 +240,17 @@ def check_stage(ws: Workspace, stage: Stage) -> list[str]:
                     copy(trial / out, kept / out)
             again, _, _ = attempt(full_params)
             reruns += 1
-            # Its behaviour: outputs and exit status, or only the exit status where the outputs
-            # wobble from run to run but the cut params make it fail.
-            steady = same(whole, again)
-            behaves = same if steady else lambda a, b: a.code == b.code
-            if not steady and not (whole.code == again.code != first.code):
-                judged.notes.append(say("wobbles_in_sandbox", stage=stage.name))
-            else:
+            # Its behaviour: its exit status and the outputs that hold still from run to run.
+            steady = [o for o in stage.outs if whole.outs.get(o) == again.outs.get(o)]
+
+            def behaves(a: Outcome, b: Outcome) -> bool:
+                return a.code == b.code and all(a.outs.get(o) == b.outs.get(o) for o in steady)
+
+            if not same(whole, again):
+                judged.notes.append(
+                    say("wobbles_in_sandbox", stage=stage.name, steady=", ".join(steady) or "none")
+                )
+            if whole.code == again.code and not behaves(first, whole):
 
                 def enough(extra: dict[str, list[str]]) -> bool:
                     nonlocal reruns

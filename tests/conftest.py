@@ -21,10 +21,12 @@ from support import ROOT, SMALL, TRAIN, copy_repo, copy_run, drawn_set, dvc, mad
 # `--dist loadfile --no-loadscope-reorder` (scripts/test.sh) each file goes whole to the next free
 # worker in this order, so no worker is left running a long file alone at the end.
 LONGEST_FIRST = [
+    "dvc-check/tests/test_churn_pipeline.py",
     "tests/test_validate.py",
     "tests/test_distributed.py",
     "tests/test_experiments.py",
     "dvc-check/tests/test_text_pipeline.py",
+    "dvc-check/tests/test_fastai_pipeline.py",
     "tests/test_remote.py",
     "tests/test_pipeline.py",
     "tests/test_predict.py",
